@@ -1,0 +1,60 @@
+"""The ``meterplane`` command line.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their subcommand runs, so
+``meterplane ingest`` never pays for importing Pulumi and ``meterplane plan`` never
+starts chdb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from meterplane import __version__
+
+
+class _Command(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# name -> (module, one-line help). Order is the order shown in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("meterplane.commands.serve", "run the whole data plane in one process"),
+    "demo": ("meterplane.commands.demo", "start an embedded plane, drive traffic, print results"),
+    "rebuild": ("meterplane.commands.rebuild", "recompute counters from raw events; report drift"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterplane",
+        description="Bring-your-own-cloud usage-metering data plane.",
+    )
+    parser.add_argument("--version", action="version", version=f"meterplane {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to a subcommand; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        parser = _top_parser()
+        if not args:
+            parser.print_help()
+            return 2
+        parser.parse_args(args)  # prints --version/--help, or the "invalid choice" error
+        return 2
+    name, rest = args[0], args[1:]
+    module_name, help_text = COMMANDS[name]
+    command: _Command = importlib.import_module(module_name)  # type: ignore[assignment]
+    parser = argparse.ArgumentParser(prog=f"meterplane {name}", description=help_text)
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(rest))

@@ -1,0 +1,1 @@
+"""One module per ``meterplane`` subcommand (see ``meterplane.cli``)."""
