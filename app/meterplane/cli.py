@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     name, rest = args[0], args[1:]
     module_name, help_text = COMMANDS[name]
-    command: _Command = importlib.import_module(module_name)  # type: ignore[assignment]
+    command: _Command = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"meterplane {name}", description=help_text)
     command.add_arguments(parser)
     return command.run(parser.parse_args(rest))

@@ -1,0 +1,1 @@
+"""Shared core: wire models, catalog, semantics (periods, meters, counters), settings, storage."""

@@ -1,0 +1,416 @@
+"""Counter state: exact, and independent of the order events arrive in.
+
+The embedded aggregator and the Flink job see the same events in different orders
+(Kafka partitions, retries, replays), yet must produce identical numbers. So:
+- integer values add exactly as Python ints; float values accumulate in Shewchuk's
+  non-overlapping partials (the algorithm behind ``math.fsum``), whose sum is exact, and
+  are rounded once when read;
+- LATEST picks the maximum of (timestamp, idempotency key), never "the last one seen";
+- usage reports order by (timestamp, idempotency key): the latest SET wins and only
+  DELTAs ordered after it add to it;
+- UNIQUE keeps the exact set of distinct values (1 and 1.0 are the same value, "1" is not).
+
+A counter is addressed by ``(customer, feature, period_start, resource)``; ``resource`` is
+"" for the customer-wide counter, which every event also updates.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from meterplane.core.catalog import Catalog, Feature, Function
+from meterplane.core.meters import is_number, matches
+from meterplane.core.periods import period_bounds
+
+Number = int | float
+CounterKey = tuple[str, str, int, str]
+
+
+def _grow(partials: list[float], x: float) -> None:
+    """Add ``x`` to a list of non-overlapping partials exactly (Shewchuk 1997)."""
+    i = 0
+    for p in partials:
+        y = p
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+            partials[i] = lo
+            i += 1
+        x = hi
+    partials[i:] = [x]
+
+
+class ExactSum:
+    """An exact, order-independent sum of ints and floats."""
+
+    __slots__ = ("ints", "partials")
+
+    def __init__(self, ints: int = 0, partials: list[float] | None = None) -> None:
+        self.ints = ints
+        self.partials = partials or []
+
+    def add(self, v: Number) -> None:
+        """Add one value."""
+        if isinstance(v, int):
+            self.ints += v
+        else:
+            _grow(self.partials, v)
+
+    def value(self) -> Number:
+        """The sum, rounded once."""
+        if not self.partials:
+            return self.ints
+        return self.ints + math.fsum(self.partials)
+
+    def state(self) -> list[Any]:
+        """Serializable state."""
+        return [self.ints, self.partials]
+
+
+class Counter:
+    """Base of every counter kind."""
+
+    kind: ClassVar[str]
+    __slots__ = ()
+
+    def add(self, value: Any, ts: int, key: str) -> None:
+        """Apply one matching event or report."""
+        raise TypeError(f"{type(self).__name__} cannot apply a value")
+
+    def value(self) -> Number | None:
+        """The counter's current value (None: no value yet, e.g. MAX of nothing)."""
+        raise TypeError(type(self).__name__)
+
+    def state(self) -> list[Any]:
+        """Serializable state for checkpoints."""
+        raise TypeError(type(self).__name__)
+
+
+class CountCounter(Counter):
+    """COUNT: the number of matching events."""
+
+    kind = "COUNT"
+    __slots__ = ("n",)
+
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+    def add(self, value: Any, ts: int, key: str) -> None:
+        self.n += 1
+
+    def value(self) -> Number:
+        return self.n
+
+    def state(self) -> list[Any]:
+        return [self.n]
+
+
+class SumCounter(Counter):
+    """SUM of a numeric dimension."""
+
+    kind = "SUM"
+    __slots__ = ("s",)
+
+    def __init__(self, ints: int = 0, partials: list[float] | None = None) -> None:
+        self.s = ExactSum(ints, partials)
+
+    def add(self, value: Any, ts: int, key: str) -> None:
+        self.s.add(value)
+
+    def value(self) -> Number:
+        return self.s.value()
+
+    def state(self) -> list[Any]:
+        return self.s.state()
+
+
+class AvgCounter(Counter):
+    """AVG of a numeric dimension: exact sum over count."""
+
+    kind = "AVG"
+    __slots__ = ("n", "s")
+
+    def __init__(self, ints: int = 0, partials: list[float] | None = None, n: int = 0) -> None:
+        self.s = ExactSum(ints, partials)
+        self.n = n
+
+    def add(self, value: Any, ts: int, key: str) -> None:
+        self.s.add(value)
+        self.n += 1
+
+    def value(self) -> Number | None:
+        if not self.n:
+            return None
+        if not self.s.partials:
+            return self.s.ints / self.n  # int / int: one rounding, like the float path
+        return (self.s.ints + math.fsum(self.s.partials)) / self.n
+
+    def state(self) -> list[Any]:
+        return [*self.s.state(), self.n]
+
+
+class MaxCounter(Counter):
+    """MAX of a numeric dimension."""
+
+    kind = "MAX"
+    __slots__ = ("v",)
+
+    def __init__(self, v: Number | None = None) -> None:
+        self.v = v
+
+    def add(self, value: Any, ts: int, key: str) -> None:
+        if self.v is None or value > self.v:
+            self.v = value
+
+    def value(self) -> Number | None:
+        return self.v
+
+    def state(self) -> list[Any]:
+        return [self.v]
+
+
+class MinCounter(MaxCounter):
+    """MIN of a numeric dimension."""
+
+    kind = "MIN"
+    __slots__ = ()
+
+    def add(self, value: Any, ts: int, key: str) -> None:
+        if self.v is None or value < self.v:
+            self.v = value
+
+
+class LatestCounter(Counter):
+    """LATEST: the value of the event with the greatest (timestamp, idempotency key)."""
+
+    kind = "LATEST"
+    __slots__ = ("key", "ts", "v")
+
+    def __init__(self, ts: int = -1, key: str = "", v: Number | None = None) -> None:
+        self.ts, self.key, self.v = ts, key, v
+
+    def add(self, value: Any, ts: int, key: str) -> None:
+        if (ts, key) > (self.ts, self.key):
+            self.ts, self.key, self.v = ts, key, value
+
+    def value(self) -> Number | None:
+        return self.v
+
+    def state(self) -> list[Any]:
+        return [self.ts, self.key, self.v]
+
+
+def unique_token(v: Any) -> str:
+    """Canonical text of a value for UNIQUE: numbers by value, strings and booleans apart."""
+    if isinstance(v, bool):
+        return "b:1" if v else "b:0"
+    if isinstance(v, int | float):
+        return f"n:{float(v)!r}" if abs(v) < 2**53 else f"n:{v!r}"
+    return f"s:{v}"
+
+
+class UniqueCounter(Counter):
+    """UNIQUE: exact count of distinct values within the period."""
+
+    kind = "UNIQUE"
+    __slots__ = ("seen",)
+
+    def __init__(self, seen: list[str] | None = None) -> None:
+        self.seen: set[str] = set(seen or ())
+
+    def add(self, value: Any, ts: int, key: str) -> None:
+        self.seen.add(unique_token(value))
+
+    def value(self) -> Number:
+        return len(self.seen)
+
+    def state(self) -> list[Any]:
+        return [sorted(self.seen)]
+
+
+class UsageCounter(Counter):
+    """Usage reports: the latest SET, plus the DELTAs ordered after it."""
+
+    kind = "USAGE"
+    __slots__ = ("deltas", "set_", "sum")
+
+    def __init__(
+        self, set_: list[Any] | None = None, deltas: list[list[Any]] | None = None
+    ) -> None:
+        self.set_: tuple[int, str, Number] | None = (set_[0], set_[1], set_[2]) if set_ else None
+        self.deltas: list[tuple[int, str, Number]] = [(d[0], d[1], d[2]) for d in deltas or ()]
+        self.sum = ExactSum()
+        for d in self.deltas:
+            self.sum.add(d[2])
+
+    def add(self, value: Any, ts: int, key: str) -> None:
+        is_set, v = value
+        if self.set_ is not None and (ts, key) <= self.set_[:2]:
+            return  # superseded by a later SET
+        if not is_set:
+            bisect.insort(self.deltas, (ts, key, v))
+            self.sum.add(v)
+            return
+        self.set_ = (ts, key, v)
+        cut = bisect.bisect_right(self.deltas, (ts, key, math.inf))
+        if cut:
+            del self.deltas[:cut]
+            self.sum = ExactSum()
+            for d in self.deltas:
+                self.sum.add(d[2])
+
+    def value(self) -> Number:
+        base = self.set_[2] if self.set_ is not None else 0
+        total = ExactSum()
+        total.add(base)
+        for part in (self.sum.ints, *self.sum.partials):
+            total.add(part)
+        return total.value()
+
+    def state(self) -> list[Any]:
+        return [list(self.set_) if self.set_ else None, [list(d) for d in self.deltas]]
+
+
+KINDS: dict[str, type[Counter]] = {
+    c.kind: c
+    for c in (
+        CountCounter,
+        SumCounter,
+        AvgCounter,
+        MaxCounter,
+        MinCounter,
+        LatestCounter,
+        UniqueCounter,
+        UsageCounter,
+    )
+}
+
+
+class Outcome:
+    """What applying one record did, for metrics."""
+
+    __slots__ = ("applied", "unmetered")
+
+    def __init__(self) -> None:
+        self.applied = 0
+        self.unmetered = 0
+
+
+class CounterBook:
+    """Every counter of a data plane, with the catalog that says what counts."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.counters: dict[CounterKey, Counter] = {}
+        self.period_end: dict[CounterKey, int | None] = {}
+        self.dirty: set[CounterKey] = set()
+        # (customer, feature) -> (start, end) of the last period seen: most events fall in
+        # the current period, so this saves the calendar arithmetic.
+        self._periods: dict[tuple[str, str], tuple[int, int | None]] = {}
+
+    def set_catalog(self, catalog: Catalog) -> None:
+        """Count with a new catalog from now on (``rebuild`` re-buckets history)."""
+        self.catalog = catalog
+        self._periods.clear()
+
+    def _period(self, customer: str, feature: str, ts: int) -> tuple[int, int | None]:
+        cached = self._periods.get((customer, feature))
+        if cached is not None and cached[0] <= ts and (cached[1] is None or ts < cached[1]):
+            return cached
+        reset, anchor = self.catalog.period_spec(customer, feature)
+        bounds = period_bounds(reset, anchor, ts)
+        self._periods[customer, feature] = bounds
+        return bounds
+
+    def _bump(
+        self, kind: str, customer: str, feature: str, ts: int, resource: str, value: Any, key: str
+    ) -> None:
+        start, end = self._period(customer, feature, ts)
+        for res in ("", resource) if resource else ("",):
+            ck = (customer, feature, start, res)
+            counter = self.counters.get(ck)
+            if counter is None:
+                counter = self.counters[ck] = KINDS[kind]()
+                self.period_end[ck] = end
+            counter.add(value, ts, key)
+            self.dirty.add(ck)
+
+    def apply_event(
+        self,
+        customer: str,
+        name: str,
+        key: str,
+        ts: int,
+        dims: dict[str, Any],
+        resource: str,
+        out: Outcome,
+    ) -> None:
+        """Count one (already deduplicated) event for every feature whose meter matches."""
+        for feature in self.catalog.meters_by_event.get(name, ()):
+            meter = feature.meter
+            assert meter is not None  # meters_by_event only holds metered features
+            if meter.filters and not matches(meter.filters, dims):
+                continue
+            agg = meter.aggregation
+            if agg.function is Function.COUNT:
+                value: Any = None
+            else:
+                value = dims.get(agg.field)  # type: ignore[arg-type]
+                if agg.function is not Function.UNIQUE and not is_number(value):
+                    out.unmetered += 1
+                    continue
+                if agg.function is Function.UNIQUE and value is None:
+                    out.unmetered += 1
+                    continue
+            self._bump(agg.function.value, customer, feature.id, ts, resource, value, key)
+            out.applied += 1
+
+    def apply_usage(
+        self,
+        customer: str,
+        feature: str,
+        key: str,
+        ts: int,
+        value: Number,
+        is_set: bool,
+        resource: str,
+        out: Outcome,
+    ) -> None:
+        """Apply one (already deduplicated) usage report."""
+        f: Feature | None = self.catalog.features.get(feature)
+        if f is not None and f.meter is not None:
+            out.unmetered += 1  # metered features count events, not reports
+            return
+        self._bump("USAGE", customer, feature, ts, resource, (is_set, value), key)
+        out.applied += 1
+
+    def value(self, customer: str, feature: str, start: int, resource: str = "") -> Number | None:
+        """The value of one counter, or None if nothing was counted."""
+        c = self.counters.get((customer, feature, start, resource))
+        return None if c is None else c.value()
+
+    def items(self) -> Iterator[tuple[CounterKey, int | None, Number | None]]:
+        """Every counter as (key, period end, value)."""
+        for ck, c in self.counters.items():
+            yield ck, self.period_end[ck], c.value()
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def snapshot(self) -> list[list[Any]]:
+        """Serializable state of every counter."""
+        return [[*ck, self.period_end[ck], c.kind, c.state()] for ck, c in self.counters.items()]
+
+    def restore(self, rows: list[list[Any]]) -> None:
+        """Replace all state with a snapshot."""
+        self.counters.clear()
+        self.period_end.clear()
+        self.dirty.clear()
+        for customer, feature, start, resource, end, kind, state in rows:
+            ck = (customer, feature, start, resource)
+            self.counters[ck] = KINDS[kind](*state)
+            self.period_end[ck] = end

@@ -1,0 +1,217 @@
+"""Wire models of the HTTP API (DESIGN.md 3.2) and their validation.
+
+Decoding uses msgspec: the types below carry the length limits, so one C-speed pass
+checks a 1,000-event batch. Checks msgspec cannot express (offsets on timestamps, the
+accepted time range, finite numbers, dimension sizes) run in ``validate_*`` afterwards.
+A batch with any invalid item is rejected whole, with every item's problems listed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from meterplane.core.errors import InvalidBatch, ItemError, MalformedBody, TooLarge
+from meterplane.core.timeutil import US_PER_S, to_us
+
+MAX_BATCH = 1000
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+DimValue = str | int | float | bool
+MAX_DIMENSIONS = 64
+MAX_DIMENSION_KEY = 128
+MAX_DIMENSION_VALUE = 1024
+
+
+class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One usage event (DESIGN.md 3.2)."""
+
+    customerId: Id  # noqa: N815 - wire names are the public API's
+    eventName: Id  # noqa: N815
+    idempotencyKey: Id  # noqa: N815
+    timestamp: datetime | None = None
+    dimensions: dict[str, DimValue] = {}
+    resourceId: Id | None = None  # noqa: N815
+
+
+class Usage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One usage report for a feature without a meter (DESIGN.md 3.2)."""
+
+    customerId: Id  # noqa: N815
+    featureId: Id  # noqa: N815
+    value: float | int
+    updateBehavior: Literal["DELTA", "SET"] = "DELTA"  # noqa: N815
+    timestamp: datetime | None = None
+    idempotencyKey: Id | None = None  # noqa: N815
+    resourceId: Id | None = None  # noqa: N815
+    dimensions: dict[str, DimValue] = {}
+
+
+class EventBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /api/v1/events``."""
+
+    events: list[Event]
+
+
+class UsageBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /api/v1/usage``."""
+
+    usages: list[Usage]
+
+
+class _RawEvents(msgspec.Struct):
+    events: list[msgspec.Raw]
+
+
+class _RawUsages(msgspec.Struct):
+    usages: list[msgspec.Raw]
+
+
+class TimeWindow(msgspec.Struct, frozen=True):
+    """The accepted range of event time relative to the time of receipt."""
+
+    lateness_us: int = 35 * 86_400 * US_PER_S
+    ahead_us: int = 5 * 60 * US_PER_S
+
+
+_UNKNOWN = re.compile(r"Object contains unknown field `([^`]*)`")
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _split_msgspec_error(err: Exception) -> tuple[str, str]:
+    """msgspec says "Expected `str`, got `int` - at `$.customerId`": return (field, message)."""
+    text = str(err)
+    m = _PATH.search(text)
+    if not m:
+        return "", text
+    path = m.group("path").lstrip(".")
+    return path, text[: m.start()]
+
+
+_EVENT_FIELDS = frozenset(Event.__struct_fields__)
+_USAGE_FIELDS = frozenset(Usage.__struct_fields__)
+
+
+def _decode_body(body: bytes, raw_type: type[Any]) -> Any:
+    try:
+        return msgspec.json.decode(body, type=raw_type)
+    except msgspec.ValidationError as err:
+        field, message = _split_msgspec_error(err)
+        raise InvalidBatch([ItemError(None, field or "body", message)]) from err
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:
+        raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
+
+
+def _item_errors(raw_items: list[msgspec.Raw], item_type: type[Any]) -> list[ItemError]:
+    """Decode each item alone so every bad item is reported, not just the first."""
+    errors: list[ItemError] = []
+    for i, raw in enumerate(raw_items):
+        try:
+            msgspec.json.decode(raw, type=item_type)
+        except msgspec.ValidationError as err:
+            field, message = _split_msgspec_error(err)
+            unknown = _UNKNOWN.match(message)
+            if unknown:
+                field, message = unknown.group(1), "unknown field"
+            errors.append(ItemError(i, field or "item", message))
+    return errors
+
+
+def _check_count(n: int, what: str) -> None:
+    if n > MAX_BATCH:
+        raise TooLarge(f"{n} {what} in one request; at most {MAX_BATCH} are accepted")
+
+
+def _check_dimensions(i: int, dims: dict[str, DimValue], errors: list[ItemError]) -> None:
+    if len(dims) > MAX_DIMENSIONS:
+        errors.append(
+            ItemError(i, "dimensions", f"{len(dims)} dimensions; at most {MAX_DIMENSIONS}")
+        )
+        return
+    for key, value in dims.items():
+        if not key or len(key) > MAX_DIMENSION_KEY:
+            errors.append(
+                ItemError(i, "dimensions", f"key {key[:40]!r} must be 1-{MAX_DIMENSION_KEY} chars")
+            )
+        elif isinstance(value, str) and len(value) > MAX_DIMENSION_VALUE:
+            errors.append(
+                ItemError(i, f"dimensions.{key}", f"string longer than {MAX_DIMENSION_VALUE} chars")
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            errors.append(ItemError(i, f"dimensions.{key}", "number must be finite"))
+
+
+def _check_time(
+    i: int, ts: datetime | None, received_us: int, window: TimeWindow, errors: list[ItemError]
+) -> None:
+    if ts is None:
+        return
+    if ts.tzinfo is None:
+        errors.append(ItemError(i, "timestamp", "RFC 3339 timestamp must carry an offset"))
+        return
+    us = to_us(ts)
+    if us < received_us - window.lateness_us:
+        days = window.lateness_us // (86_400 * US_PER_S)
+        errors.append(ItemError(i, "timestamp", f"older than the lateness window ({days} days)"))
+    elif us > received_us + window.ahead_us:
+        errors.append(
+            ItemError(i, "timestamp", f"more than {window.ahead_us // US_PER_S} s in the future")
+        )
+
+
+def decode_events(body: bytes, received_us: int, window: TimeWindow) -> list[Event]:
+    """Decode and validate an events batch (``InvalidBatch``, ``TooLarge``, ``MalformedBody``)."""
+    try:
+        batch = msgspec.json.decode(body, type=EventBatch)
+    except msgspec.ValidationError:
+        raw = _decode_body(body, _RawEvents)
+        _check_count(len(raw.events), "events")
+        raise InvalidBatch(_item_errors(raw.events, Event)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:
+        raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
+    events = batch.events
+    _check_count(len(events), "events")
+    if not events:
+        raise InvalidBatch([ItemError(None, "events", "a batch needs 1 to 1,000 events")])
+    errors: list[ItemError] = []
+    for i, ev in enumerate(events):
+        _check_time(i, ev.timestamp, received_us, window, errors)
+        if ev.dimensions:
+            _check_dimensions(i, ev.dimensions, errors)
+    if errors:
+        raise InvalidBatch(errors)
+    return events
+
+
+def decode_usages(body: bytes, received_us: int, window: TimeWindow) -> list[Usage]:
+    """Decode and validate a usage batch (same rules as events, plus finite values)."""
+    try:
+        batch = msgspec.json.decode(body, type=UsageBatch)
+    except msgspec.ValidationError:
+        raw = _decode_body(body, _RawUsages)
+        _check_count(len(raw.usages), "usages")
+        raise InvalidBatch(_item_errors(raw.usages, Usage)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:
+        raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
+    usages = batch.usages
+    _check_count(len(usages), "usages")
+    if not usages:
+        raise InvalidBatch([ItemError(None, "usages", "a batch needs 1 to 1,000 usages")])
+    errors: list[ItemError] = []
+    for i, u in enumerate(usages):
+        if isinstance(u.value, float) and not math.isfinite(u.value):
+            errors.append(ItemError(i, "value", "number must be finite"))
+        _check_time(i, u.timestamp, received_us, window, errors)
+        if u.dimensions:
+            _check_dimensions(i, u.dimensions, errors)
+    if errors:
+        raise InvalidBatch(errors)
+    return usages
+
+
+def is_event_field(name: str) -> bool:
+    """Whether ``name`` is a field of an individual event (used by the raw-field guard)."""
+    return name in _EVENT_FIELDS or name in _USAGE_FIELDS
