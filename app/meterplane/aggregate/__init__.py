@@ -1,0 +1,1 @@
+"""Aggregation: dedupe and count what the buffer holds."""

@@ -1,0 +1,136 @@
+"""Storage of raw events and counters with ClickHouse SQL (DESIGN.md section 5).
+
+The same SQL runs on chdb (the engine in-process, embedded mode) and on a ClickHouse
+server through clickhouse-connect (production); both sit behind ``SqlEngine``. Schema
+changes are numbered files in ``migrations/``, applied in order, each recorded in
+``schema_migrations`` after it succeeds; every statement is idempotent (IF NOT EXISTS), so
+a run interrupted between applying and recording is simply applied again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from meterplane.core.timeutil import now_us
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DATABASE = "meterplane"
+
+
+class SqlEngine(Protocol):
+    """What storage needs from a ClickHouse engine."""
+
+    def execute(self, sql: str) -> None:
+        """Run a statement that returns nothing."""
+
+    def query_arrow(self, sql: str) -> pa.Table:
+        """Run a query and return its result as an Arrow table."""
+
+    def insert(self, table: str, columns: dict[str, Sequence[Any]]) -> None:
+        """Insert rows given column-wise (names map to equal-length sequences)."""
+
+
+class ChdbEngine:
+    """ClickHouse in-process (chdb), on a directory. One per process: chdb allows one
+    session at a time, and this class serializes calls from the app's threads."""
+
+    def __init__(self, path: Path) -> None:
+        from chdb import session  # noqa: PLC0415 - importing chdb loads the engine; only when used
+
+        path.mkdir(parents=True, exist_ok=True)
+        self._session = session.Session(str(path))
+        self._lock = threading.Lock()
+        self.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+        self.execute(f"USE {DATABASE}")
+
+    def execute(self, sql: str) -> None:
+        with self._lock:
+            self._session.query(sql)
+
+    def query_arrow(self, sql: str) -> pa.Table:
+        with self._lock:
+            result = self._session.query(sql, "Arrow")
+            data = result.bytes()
+        if not data:
+            return pa.table({})
+        return pa.ipc.open_file(pa.py_buffer(data)).read_all()
+
+    def insert(self, table: str, columns: dict[str, Sequence[Any]]) -> None:
+        names = list(columns)
+        if not names or not len(columns[names[0]]):
+            return
+        casts = ", ".join(_CASTS.get(n, n) for n in names)
+        frame = {n: list(v) for n, v in columns.items()}  # noqa: F841 - chdb reads it by name
+        with self._lock:
+            # chdb's Python() table function reads the local dict by name.
+            self._session.query(
+                f"INSERT INTO {table} ({', '.join(names)}) SELECT {casts} FROM Python(frame)"
+            )
+
+    def close(self) -> None:
+        """Release the session (and chdb's lock on the directory)."""
+        with self._lock:
+            self._session.close()
+
+
+# Instants travel as Int64 microseconds (exact) and are typed at the engine.
+_CASTS = {
+    n: f"fromUnixTimestamp64Micro({n}, 'UTC')"
+    for n in ("timestamp", "ingested_at", "period_start", "updated_at")
+}
+_CASTS["period_end"] = "if(period_end < 0, NULL, fromUnixTimestamp64Micro(period_end, 'UTC'))"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema change."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migrations in ``directory``, ordered by number (``NNNN_name.sql``)."""
+    out = []
+    for path in sorted(directory.glob("*.sql")):
+        number, _, name = path.stem.partition("_")
+        out.append(Migration(int(number), name, path.read_text(encoding="utf-8")))
+    numbers = [m.version for m in out]
+    if numbers != list(range(1, len(out) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..N without gaps, got {numbers}")
+    return out
+
+
+def migrate(engine: SqlEngine, migrations: Iterable[Migration] | None = None) -> list[int]:
+    """Apply pending migrations in order; return the numbers applied (empty: up to date)."""
+    engine.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version UInt32, name String, applied_at DateTime64(6, 'UTC')) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    table = engine.query_arrow("SELECT version FROM schema_migrations")
+    done = set(table.column(0).to_pylist()) if table.num_columns else set()
+    applied = []
+    for m in migrations if migrations is not None else load_migrations():
+        if m.version in done:
+            continue
+        for statement in _statements(m.sql):
+            engine.execute(statement)
+        engine.insert(
+            "schema_migrations",
+            {"version": [m.version], "name": [m.name], "applied_at": [now_us()]},
+        )
+        applied.append(m.version)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [ln for ln in sql.splitlines() if not ln.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,1 @@
+"""Ingestion: validate batches and make them durable before acking."""
