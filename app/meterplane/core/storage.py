@@ -10,7 +10,7 @@ a run interrupted between applying and recording is simply applied again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +32,7 @@ class SqlEngine(Protocol):
     def query_arrow(self, sql: str) -> pa.Table:
         """Run a query and return its result as an Arrow table."""
 
-    def insert(self, table: str, columns: dict[str, Sequence[Any]]) -> None:
+    def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         """Insert rows given column-wise (names map to equal-length sequences)."""
 
 
@@ -44,7 +44,7 @@ class ChdbEngine:
         from chdb import session  # noqa: PLC0415 - importing chdb loads the engine; only when used
 
         path.mkdir(parents=True, exist_ok=True)
-        self._session = session.Session(str(path))
+        self._session: Any = session.Session(str(path))  # type: ignore[no-untyped-call]
         self._lock = threading.Lock()
         self.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
         self.execute(f"USE {DATABASE}")
@@ -61,7 +61,7 @@ class ChdbEngine:
             return pa.table({})
         return pa.ipc.open_file(pa.py_buffer(data)).read_all()
 
-    def insert(self, table: str, columns: dict[str, Sequence[Any]]) -> None:
+    def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         names = list(columns)
         if not names or not len(columns[names[0]]):
             return
