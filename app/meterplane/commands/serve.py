@@ -1,0 +1,60 @@
+"""``meterplane serve``: the whole data plane in one process on embedded defaults."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import uvicorn
+
+from meterplane.commands._common import (
+    add_data_dir,
+    add_http,
+    guarded,
+    settings_from,
+    setup_logging,
+)
+from meterplane.core.settings import Settings
+from meterplane.http.app import create_app
+from meterplane.plane import EmbeddedPlane
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_dir(parser)
+    add_http(parser)
+    parser.add_argument("--catalog", type=Path, help="catalog file (METERPLANE_CATALOG)")
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGINT/SIGTERM; in-flight batches finish, then state is checkpointed."""
+    setup_logging(settings.log_level)
+    plane = EmbeddedPlane(settings)
+    plane.start()
+    try:
+        app = create_app(
+            plane.buffer,
+            plane.decider,
+            settings.api_keys,
+            max_body_bytes=settings.max_body_bytes,
+            lateness_days=settings.lateness_days,
+        )
+        uvicorn.run(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=25,
+        )
+    finally:
+        plane.stop()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    def go() -> int:
+        settings = settings_from(args)
+        settings.require_api_keys()
+        return serve(settings)
+
+    return guarded(go)

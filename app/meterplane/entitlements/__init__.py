@@ -1,0 +1,1 @@
+"""Entitlement decisions, answered from memory."""

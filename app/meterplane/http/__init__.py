@@ -1,0 +1,1 @@
+"""HTTP transport: the API of DESIGN.md 3.2."""

@@ -1,0 +1,235 @@
+"""The HTTP API (DESIGN.md 3.2): FastAPI routes, msgspec on the hot paths.
+
+Ingest handlers read the raw body under a size limit, validate the whole batch (all or
+nothing) and await the buffer's durable append before answering 202. Checks read memory
+only. Request and response schemas in ``/openapi.json`` come from the same msgspec types
+that decode and encode the traffic.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import FastAPI, Header, Query, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from meterplane import __version__
+from meterplane.core import metrics
+from meterplane.core.errors import InvalidBatch, ItemError, TooLarge, Unauthorized
+from meterplane.core.model import EventBatch as _EventBatch
+from meterplane.core.model import TimeWindow, UsageBatch, decode_events, decode_usages
+from meterplane.core.timeutil import US_PER_S, now_us
+from meterplane.entitlements.decide import Decider, Decision, EntitlementList
+from meterplane.http import errors
+from meterplane.ingest.buffer import KIND_EVENTS, KIND_USAGE
+from meterplane.plane import DurableBuffer
+
+JSON = "application/json"
+ApiKey = Annotated[str | None, Header(alias="X-API-KEY")]
+
+
+class Accepted(msgspec.Struct):
+    """Body of a 202: how many items were made durable."""
+
+    accepted: int
+
+
+class ErrorDetail(msgspec.Struct):
+    """One item's problem."""
+
+    index: int | None
+    field: str
+    message: str
+
+
+class ErrorInfo(msgspec.Struct):
+    """The error object."""
+
+    code: str
+    message: str
+    details: list[ErrorDetail]
+
+
+class ErrorBody(msgspec.Struct):
+    """Every non-2xx body."""
+
+    error: ErrorInfo
+
+
+class Health(msgspec.Struct):
+    """Body of /livez and /readyz."""
+
+    status: str
+
+
+_SCHEMAS, _COMPONENTS = msgspec.json.schema_components(
+    [_EventBatch, UsageBatch, Accepted, Decision, EntitlementList, ErrorBody, Health],
+    ref_template="#/components/schemas/{name}",
+)
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _responses(ok: int, ok_schema: str, *errors_: int) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {
+        ok: {"description": "OK", "content": {JSON: {"schema": _ref(ok_schema)}}}
+    }
+    for status in errors_:
+        out[status] = {"description": "error", "content": {JSON: {"schema": _ref("ErrorBody")}}}
+    return out
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": _ref(name)}}}}
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(obj), status, media_type=JSON)
+
+
+class Auth:
+    """``X-API-KEY`` check: compared against every key in constant time."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys = [k.encode() for k in keys]
+        self.required = bool(keys)
+
+    def __call__(self, given: str | None) -> None:
+        if not self.required:
+            return
+        if not given:
+            raise Unauthorized("missing X-API-KEY header")
+        g = given.encode()
+        ok = False
+        for k in self._keys:  # no early exit: time does not depend on which key matched
+            ok |= hmac.compare_digest(g, k)
+        if not ok:
+            raise Unauthorized("unknown API key")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body of {declared} bytes; the limit is {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(
+    buffer: DurableBuffer,
+    decider: Decider,
+    api_keys: tuple[str, ...],
+    *,
+    max_body_bytes: int = 8 * 1024 * 1024,
+    lateness_days: float = 35.0,
+    ready: Callable[[], bool] | None = None,
+) -> FastAPI:
+    """The API over a buffer and a decider."""
+    app = FastAPI(title="Meterplane data plane", version=__version__, docs_url=None, redoc_url=None)
+    errors.install(app)
+    auth = Auth(api_keys)
+    window = TimeWindow(lateness_us=int(lateness_days * 86_400 * US_PER_S))
+    is_ready = ready or buffer.ready
+
+    async def _ingest(request: Request, key: str | None, kind: int) -> Response:
+        auth(key)
+        body = await _read_body(request, max_body_bytes)
+        received = now_us()
+        if kind == KIND_EVENTS:
+            n = len(decode_events(body, received, window))
+        else:
+            n = len(decode_usages(body, received, window))
+        await buffer.append(kind, received, body)
+        metrics.ITEMS_ACCEPTED.labels("event" if kind == KIND_EVENTS else "usage").inc(n)
+        return _json(Accepted(n), 202)
+
+    @app.post(
+        "/api/v1/events",
+        status_code=202,
+        openapi_extra=_body("EventBatch"),
+        responses=_responses(202, "Accepted", 400, 401, 413, 422, 503),
+        summary="Ingest 1 to 1,000 events; 202 only once durable",
+    )
+    async def post_events(request: Request, x_api_key: ApiKey = None) -> Response:
+        return await _ingest(request, x_api_key, KIND_EVENTS)
+
+    @app.post(
+        "/api/v1/usage",
+        status_code=202,
+        openapi_extra=_body("UsageBatch"),
+        responses=_responses(202, "Accepted", 400, 401, 413, 422, 503),
+        summary="Report usage (DELTA or SET) for features without a meter",
+    )
+    async def post_usage(request: Request, x_api_key: ApiKey = None) -> Response:
+        return await _ingest(request, x_api_key, KIND_USAGE)
+
+    @app.get(
+        "/api/v1/customers/{customerId}/entitlements/check",
+        responses=_responses(200, "Decision", 401, 422),
+        summary="One entitlement decision (unknown customer/feature is a denial reason)",
+    )
+    async def check(
+        customerId: str,  # noqa: N803 - the public API's path parameter
+        featureId: Annotated[str, Query(min_length=1, max_length=255)],  # noqa: N803
+        requestedUsage: float = 1,  # noqa: N803
+        resourceId: Annotated[str | None, Query(max_length=255)] = None,  # noqa: N803
+        x_api_key: ApiKey = None,
+    ) -> Response:
+        auth(x_api_key)
+        if not math.isfinite(requestedUsage) or requestedUsage < 0:
+            raise InvalidBatch([ItemError(None, "requestedUsage", "must be a finite number >= 0")])
+        requested = int(requestedUsage) if float(requestedUsage).is_integer() else requestedUsage
+        decision = decider.check(customerId, featureId, requested, resourceId)
+        metrics.CHECKS.labels("true" if decision.isGranted else "false").inc()
+        return _json(decision)
+
+    @app.get(
+        "/api/v1/customers/{customerId}/entitlements",
+        responses=_responses(200, "EntitlementList", 401),
+        summary="Every feature's decision for a customer",
+    )
+    async def list_entitlements(
+        customerId: str,  # noqa: N803
+        x_api_key: ApiKey = None,
+    ) -> Response:
+        auth(x_api_key)
+        return _json(EntitlementList(decider.list(customerId)))
+
+    @app.get("/livez", responses=_responses(200, "Health"))
+    async def livez() -> Response:
+        return _json(Health("UP"))
+
+    @app.get("/readyz", responses=_responses(200, "Health", 503))
+    async def readyz() -> Response:
+        if is_ready():
+            return _json(Health("UP"))
+        return _json(Health("DOWN"), 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi  # noqa: PLC0415 - built once, lazily
+
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(_COMPONENTS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

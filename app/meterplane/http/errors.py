@@ -1,0 +1,98 @@
+"""Every error the API returns, mapped in one place to ``{"error": {code, message, details}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from meterplane.core import metrics
+from meterplane.core.errors import (
+    BufferUnavailable,
+    InvalidBatch,
+    MalformedBody,
+    TooLarge,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The one error body shape."""
+    body = {"error": {"code": code, "message": message, "details": details or []}}
+    return Response(
+        msgspec.json.encode(body), status, headers=headers, media_type="application/json"
+    )
+
+
+def _reject(status: int, code: str, message: str, **kw: Any) -> Response:
+    metrics.BATCHES_REJECTED.labels(str(status)).inc()
+    return error_response(status, code, message, **kw)
+
+
+async def _invalid(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidBatch)
+    details = [d.as_dict() for d in exc.details]
+    return _reject(422, "invalid_items", str(exc), details=details)
+
+
+async def _malformed(_: Request, exc: Exception) -> Response:
+    return _reject(400, "malformed_body", str(exc))
+
+
+async def _too_large(_: Request, exc: Exception) -> Response:
+    return _reject(413, "too_large", str(exc))
+
+
+async def _unauthorized(_: Request, exc: Exception) -> Response:
+    return error_response(401, "unauthorized", str(exc))
+
+
+async def _unavailable(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BufferUnavailable)
+    retry = str(exc.retry_after_s)
+    return _reject(503, "buffer_unavailable", str(exc), headers={"Retry-After": retry})
+
+
+async def _validation(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"index": None, "field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+        for e in exc.errors()
+    ]
+    return error_response(422, "invalid_request", "request parameters are invalid", details)
+
+
+async def _http(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, "internal", "internal error; nothing from this request was acked")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(InvalidBatch, _invalid)
+    app.add_exception_handler(MalformedBody, _malformed)
+    app.add_exception_handler(TooLarge, _too_large)
+    app.add_exception_handler(Unauthorized, _unauthorized)
+    app.add_exception_handler(BufferUnavailable, _unavailable)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)
