@@ -98,6 +98,12 @@ class Auth:
     """``X-API-KEY`` check: compared against every key in constant time."""
 
     def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys: list[bytes] = []
+        self.required = False
+        self.set_keys(keys)
+
+    def set_keys(self, keys: tuple[str, ...]) -> None:
+        """Replace the accepted keys (the sync agent applies rotations from governance)."""
         self._keys = [k.encode() for k in keys]
         self.required = bool(keys)
 
@@ -141,6 +147,7 @@ def create_app(
     app = FastAPI(title="Meterplane data plane", version=__version__, docs_url=None, redoc_url=None)
     errors.install(app)
     auth = Auth(api_keys)
+    app.state.auth = auth
     window = TimeWindow(lateness_us=int(lateness_days * 86_400 * US_PER_S))
     is_ready = ready or buffer.ready
 
