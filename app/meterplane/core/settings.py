@@ -31,6 +31,17 @@ class Settings(BaseModel):
     clickhouse_url: str | None = None
     control_plane_url: str | None = None
     control_plane_token: str | None = None
+    # Sync agent (DESIGN.md section 6): environment id in rollup ids and URLs, the long-poll
+    # wait (a pushed change is applied within it), rollup cadence (governance may override),
+    # retry backoff bounds, and where standalone `sync` materializes the catalog.
+    control_plane_environment: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,128}$")] | None = (
+        None
+    )
+    sync_poll_interval_s: Annotated[float, Field(gt=0, le=300)] = 25.0
+    sync_rollup_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    sync_backoff_base_s: Annotated[float, Field(gt=0)] = 0.5
+    sync_backoff_max_s: Annotated[float, Field(gt=0)] = 60.0
+    sync_catalog_out: Path | None = None
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     max_backlog_bytes: Annotated[int, Field(ge=1024 * 1024)] = 512 * 1024 * 1024
     dedup_window_s: Annotated[float, Field(gt=0)] = 86_400.0
