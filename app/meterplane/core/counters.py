@@ -21,8 +21,8 @@ import math
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from meterplane.core.catalog import Catalog, Feature, Function
-from meterplane.core.meters import is_number, matches
+from meterplane.core.catalog import Catalog, Feature
+from meterplane.core.meters import Predicate, compile_filters
 from meterplane.core.periods import period_bounds
 
 Number = int | float
@@ -305,23 +305,29 @@ class CounterBook:
     """Every counter of a data plane, with the catalog that says what counts."""
 
     def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
         self.counters: dict[CounterKey, Counter] = {}
         self.period_end: dict[CounterKey, int | None] = {}
         self.dirty: set[CounterKey] = set()
         # (customer, feature) -> (start, end) of the last period seen: most events fall in
         # the current period, so this saves the calendar arithmetic.
         self._periods: dict[tuple[str, str], tuple[int, int | None]] = {}
+        self.set_catalog(catalog)
 
     def set_catalog(self, catalog: Catalog) -> None:
         """Count with a new catalog from now on (``rebuild`` re-buckets history)."""
         self.catalog = catalog
-        self._periods.clear()
+        self._periods = {}
+        meters: dict[str, list[tuple[str, Predicate | None, str, str | None]]] = {}
+        for name, features in catalog.meters_by_event.items():
+            for f in features:
+                assert f.meter is not None  # meters_by_event only holds metered features
+                agg = f.meter.aggregation
+                meters.setdefault(name, []).append(
+                    (f.id, compile_filters(f.meter.filters), agg.function.value, agg.field)
+                )
+        self._meters = meters
 
     def _period(self, customer: str, feature: str, ts: int) -> tuple[int, int | None]:
-        cached = self._periods.get((customer, feature))
-        if cached is not None and cached[0] <= ts and (cached[1] is None or ts < cached[1]):
-            return cached
         reset, anchor = self.catalog.period_spec(customer, feature)
         bounds = period_bounds(reset, anchor, ts)
         self._periods[customer, feature] = bounds
@@ -330,13 +336,22 @@ class CounterBook:
     def _bump(
         self, kind: str, customer: str, feature: str, ts: int, resource: str, value: Any, key: str
     ) -> None:
-        start, end = self._period(customer, feature, ts)
-        for res in ("", resource) if resource else ("",):
-            ck = (customer, feature, start, res)
+        bounds = self._periods.get((customer, feature))
+        if bounds is None or ts < bounds[0] or (bounds[1] is not None and ts >= bounds[1]):
+            bounds = self._period(customer, feature, ts)
+        ck = (customer, feature, bounds[0], "")
+        counter = self.counters.get(ck)
+        if counter is None:
+            counter = self.counters[ck] = KINDS[kind]()
+            self.period_end[ck] = bounds[1]
+        counter.add(value, ts, key)
+        self.dirty.add(ck)
+        if resource:
+            ck = (customer, feature, bounds[0], resource)
             counter = self.counters.get(ck)
             if counter is None:
                 counter = self.counters[ck] = KINDS[kind]()
-                self.period_end[ck] = end
+                self.period_end[ck] = bounds[1]
             counter.add(value, ts, key)
             self.dirty.add(ck)
 
@@ -351,23 +366,20 @@ class CounterBook:
         out: Outcome,
     ) -> None:
         """Count one (already deduplicated) event for every feature whose meter matches."""
-        for feature in self.catalog.meters_by_event.get(name, ()):
-            meter = feature.meter
-            assert meter is not None  # meters_by_event only holds metered features
-            if meter.filters and not matches(meter.filters, dims):
+        for feature_id, pred, kind, field in self._meters.get(name, ()):
+            if pred is not None and not pred(dims):
                 continue
-            agg = meter.aggregation
-            if agg.function is Function.COUNT:
-                value: Any = None
-            else:
-                value = dims.get(agg.field)  # type: ignore[arg-type]
-                if agg.function is not Function.UNIQUE and not is_number(value):
-                    out.unmetered += 1
+            value: Any = None
+            if field is not None:
+                value = dims.get(field)
+                if kind == "UNIQUE":
+                    if value is None:
+                        out.unmetered += 1
+                        continue
+                elif value.__class__ is not int and value.__class__ is not float:
+                    out.unmetered += 1  # missing, string or boolean where a number is needed
                     continue
-                if agg.function is Function.UNIQUE and value is None:
-                    out.unmetered += 1
-                    continue
-            self._bump(agg.function.value, customer, feature.id, ts, resource, value, key)
+            self._bump(kind, customer, feature_id, ts, resource, value, key)
             out.applied += 1
 
     def apply_usage(

@@ -73,3 +73,33 @@ def holds(f: Filter, dims: Dims) -> bool:
 def matches(filters: tuple[Filter, ...], dims: Dims) -> bool:
     """Whether every filter holds (no filters: every event matches)."""
     return all(holds(f, dims) for f in filters)
+
+
+def compile_filters(filters: tuple[Filter, ...]) -> Predicate | None:
+    """One predicate for all of a meter's filters (None: no filters, everything matches).
+
+    Operators with a fast form get a dedicated closure; the rest fall back to ``holds``.
+    """
+    if not filters:
+        return None
+    preds: list[Predicate] = []
+    for f in filters:
+        dim, want = f.dimension, f.value
+        if f.operator is Operator.EQUALS and isinstance(want, str):
+            preds.append(lambda d, dim=dim, want=want: d.get(dim) == want)  # type: ignore[misc]
+        elif (
+            f.operator is Operator.IN
+            and isinstance(want, list)
+            and all(isinstance(w, str) for w in want)
+        ):
+            allowed = frozenset(want)
+            preds.append(
+                lambda d, dim=dim, allowed=allowed: (  # type: ignore[misc]
+                    isinstance(v := d.get(dim), str) and v in allowed
+                )
+            )
+        else:
+            preds.append(lambda d, f=f: holds(f, d))  # type: ignore[misc]
+    if len(preds) == 1:
+        return preds[0]
+    return lambda d: all(p(d) for p in preds)
