@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from policies.core import Context, PolicySpec, Resource, Severity, as_mapping, get, is_unknown
+from policies.core import (
+    Context,
+    PolicySpec,
+    Resource,
+    Severity,
+    as_mapping,
+    get,
+    is_unknown,
+    short,
+)
 
 # AWS resources without a ``tags`` input (checked against the SDK in the tests).
 AWS_UNTAGGED = frozenset(
@@ -115,13 +124,13 @@ def required_labels(resource: Resource, context: Context) -> Iterator[str]:
         key, value = _first(labels, [str(alias) for alias in aliases])
         want = expected.get(role)
         if key is None:
-            problems.append(f"no {role} label ({' or '.join(str(a) for a in aliases[:2])})")
+            problems.append(f"no {role} label ({' or '.join(str(a) for a in aliases)})")
         elif is_unknown(value):
             continue
         elif want is not None and str(value).lower() != str(want).lower():
             problems.append(f"{key}={value} (expected {want})")
     if problems:
-        yield f"{resource.type.rsplit(':', 1)[-1]} {resource.name} {path}: " + "; ".join(problems)
+        yield f"{short(resource)} {path}: " + "; ".join(problems)
 
 
 POLICIES: tuple[PolicySpec, ...] = (
@@ -143,9 +152,19 @@ POLICIES: tuple[PolicySpec, ...] = (
                 "type": "object",
                 "additionalProperties": {"type": "array", "items": {"type": "string"}},
                 "default": {
-                    "customer": ["customer", "meterplane.io/customer"],
-                    "environment": ["environment", "meterplane.io/environment"],
-                    "managedBy": ["managed-by", "app.kubernetes.io/managed-by"],
+                    # Colons are legal in AWS and Azure tag keys, not in GCP or
+                    # Kubernetes label keys: each provider finds one form it accepts.
+                    "customer": ["customer", "meterplane:customer", "meterplane.io/customer"],
+                    "environment": [
+                        "environment",
+                        "meterplane:environment",
+                        "meterplane.io/environment",
+                    ],
+                    "managedBy": [
+                        "managed-by",
+                        "meterplane:managed-by",
+                        "app.kubernetes.io/managed-by",
+                    ],
                 },
                 "description": "Accepted label keys per role (customer, environment, managedBy).",
             },
