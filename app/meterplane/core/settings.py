@@ -50,6 +50,7 @@ class Settings(BaseModel):
     archive_url: str | None = None
     archive_kms_key: str | None = None
     hot_retention_days: Annotated[float, Field(gt=0)] = 30.0
+    archive_interval_s: Annotated[float, Field(gt=0)] = 3600.0  # serve runs the archiver this often
     log_level: str = "INFO"
 
     @field_validator("api_keys", mode="before")
