@@ -177,11 +177,36 @@ def _check_other(
         if _opens_everything(rule) and not _is_named(workload, allowed_open):
             yield f"{short(workload)} is granted egress to any address; only the sync agent may"
             continue
-        for network, text in _ip_blocks(rule):
-            if network is not None and any(
-                network.version == cp.version and network.overlaps(cp) for cp in control_plane
-            ):
-                yield f"{short(workload)} is granted egress to the control plane range {text}"
+        for peer in as_list(rule.get("to")):
+            reached = _control_plane_reached(peer, control_plane)
+            if reached:
+                yield f"{short(workload)} is granted egress to the control plane range {reached}"
+
+
+def _control_plane_reached(peer: object, control_plane: list[_Network]) -> str | None:
+    """The ipBlock of ``peer`` if it reaches a control-plane range not carved out by except."""
+    cidr = get(peer, "ipBlock.cidr")
+    if cidr is None:
+        return None
+    try:
+        network = ip_network(str(cidr), strict=False)
+    except ValueError:
+        return None
+    carved: list[_Network] = []
+    for excluded in as_list(get(peer, "ipBlock.except")):
+        try:
+            carved.append(ip_network(str(excluded), strict=False))
+        except ValueError:
+            continue
+    for target in control_plane:
+        if target.version != network.version or not network.overlaps(target):
+            continue
+        if not any(
+            target.version == cut.version and target.subnet_of(cut)  # type: ignore[arg-type]
+            for cut in carved
+        ):
+            return str(cidr)
+    return None
 
 
 def _default_deny_gaps(
