@@ -17,6 +17,7 @@ from meterplane.commands._common import (
 from meterplane.core.settings import Settings
 from meterplane.http.app import create_app
 from meterplane.plane import EmbeddedPlane
+from meterplane.sync.embedded import initial_catalog, start_embedded_sync
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM; in-flight batches finish, then state is checkpointed."""
     setup_logging(settings.log_level)
-    plane = EmbeddedPlane(settings)
+    plane = EmbeddedPlane(settings, initial_catalog(settings))
     plane.start()
+    sync = None
     try:
+        sync = start_embedded_sync(settings, plane)  # None unless METERPLANE_CONTROL_PLANE_URL
         app = create_app(
             plane.buffer,
             plane.decider,
@@ -38,6 +41,8 @@ def serve(settings: Settings) -> int:
             max_body_bytes=settings.max_body_bytes,
             lateness_days=settings.lateness_days,
         )
+        if sync is not None:
+            sync.bind_auth(app.state.auth)
         uvicorn.run(
             app,
             host=settings.http_host,
@@ -47,6 +52,8 @@ def serve(settings: Settings) -> int:
             timeout_graceful_shutdown=25,
         )
     finally:
+        if sync is not None:
+            sync.stop()
         plane.stop()
     return 0
 
