@@ -105,18 +105,47 @@ def _decode_body(body: bytes, raw_type: type[Any]) -> Any:
         raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
 
 
-def _item_errors(raw_items: list[msgspec.Raw], item_type: type[Any]) -> list[ItemError]:
-    """Decode each item alone so every bad item is reported, not just the first."""
+def _dimension_key(raw: msgspec.Raw) -> str | None:
+    """msgspec says ``dimensions[...]`` for a bad value: find which key it was."""
+    try:
+        item = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    dims = item.get("dimensions") if isinstance(item, dict) else None
+    if not isinstance(dims, dict):
+        return None
+    for key, value in dims.items():
+        ok = isinstance(value, str | bool | int) or (
+            isinstance(value, float) and math.isfinite(value)
+        )
+        if not ok:
+            return str(key)
+    return None
+
+
+def _item_errors(
+    raw_items: list[msgspec.Raw],
+    item_type: type[Any],
+    semantic: Any,
+) -> list[ItemError]:
+    """Decode each item alone so every bad item is reported, not just the first; items that
+    decode are put through the same semantic checks as on the fast path."""
     errors: list[ItemError] = []
     for i, raw in enumerate(raw_items):
         try:
-            msgspec.json.decode(raw, type=item_type)
+            item = msgspec.json.decode(raw, type=item_type)
         except msgspec.ValidationError as err:
             field, message = _split_msgspec_error(err)
             unknown = _UNKNOWN.match(message)
             if unknown:
                 field, message = unknown.group(1), "unknown field"
+            elif field.startswith("dimensions[...]"):
+                key = _dimension_key(raw)
+                if key is not None:
+                    field = f"dimensions.{key}"
             errors.append(ItemError(i, field or "item", message))
+        else:
+            semantic(i, item, errors)
     return errors
 
 
@@ -164,12 +193,18 @@ def _check_time(
 
 def decode_events(body: bytes, received_us: int, window: TimeWindow) -> list[Event]:
     """Decode and validate an events batch (``InvalidBatch``, ``TooLarge``, ``MalformedBody``)."""
+
+    def semantic(i: int, ev: Event, errors: list[ItemError]) -> None:
+        _check_time(i, ev.timestamp, received_us, window, errors)
+        if ev.dimensions:
+            _check_dimensions(i, ev.dimensions, errors)
+
     try:
         batch = msgspec.json.decode(body, type=EventBatch)
     except msgspec.ValidationError:
         raw = _decode_body(body, _RawEvents)
         _check_count(len(raw.events), "events")
-        raise InvalidBatch(_item_errors(raw.events, Event)) from None
+        raise InvalidBatch(_item_errors(raw.events, Event, semantic)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
         raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
     events = batch.events
@@ -178,9 +213,7 @@ def decode_events(body: bytes, received_us: int, window: TimeWindow) -> list[Eve
         raise InvalidBatch([ItemError(None, "events", "a batch needs 1 to 1,000 events")])
     errors: list[ItemError] = []
     for i, ev in enumerate(events):
-        _check_time(i, ev.timestamp, received_us, window, errors)
-        if ev.dimensions:
-            _check_dimensions(i, ev.dimensions, errors)
+        semantic(i, ev, errors)
     if errors:
         raise InvalidBatch(errors)
     return events
@@ -188,12 +221,20 @@ def decode_events(body: bytes, received_us: int, window: TimeWindow) -> list[Eve
 
 def decode_usages(body: bytes, received_us: int, window: TimeWindow) -> list[Usage]:
     """Decode and validate a usage batch (same rules as events, plus finite values)."""
+
+    def semantic(i: int, u: Usage, errors: list[ItemError]) -> None:
+        if isinstance(u.value, float) and not math.isfinite(u.value):
+            errors.append(ItemError(i, "value", "number must be finite"))
+        _check_time(i, u.timestamp, received_us, window, errors)
+        if u.dimensions:
+            _check_dimensions(i, u.dimensions, errors)
+
     try:
         batch = msgspec.json.decode(body, type=UsageBatch)
     except msgspec.ValidationError:
         raw = _decode_body(body, _RawUsages)
         _check_count(len(raw.usages), "usages")
-        raise InvalidBatch(_item_errors(raw.usages, Usage)) from None
+        raise InvalidBatch(_item_errors(raw.usages, Usage, semantic)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
         raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
     usages = batch.usages
@@ -202,11 +243,7 @@ def decode_usages(body: bytes, received_us: int, window: TimeWindow) -> list[Usa
         raise InvalidBatch([ItemError(None, "usages", "a batch needs 1 to 1,000 usages")])
     errors: list[ItemError] = []
     for i, u in enumerate(usages):
-        if isinstance(u.value, float) and not math.isfinite(u.value):
-            errors.append(ItemError(i, "value", "number must be finite"))
-        _check_time(i, u.timestamp, received_us, window, errors)
-        if u.dimensions:
-            _check_dimensions(i, u.dimensions, errors)
+        semantic(i, u, errors)
     if errors:
         raise InvalidBatch(errors)
     return usages

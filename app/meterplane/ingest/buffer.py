@@ -111,6 +111,7 @@ class LocalLog:
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._closed = False
         self._error: OSError | None = None
+        self.fsyncs = 0  # how many syncs served all appends so far (group commit shows here)
         self._syncer = threading.Thread(target=self._sync_loop, name="log-fsync", daemon=True)
         self._syncer.start()
 
@@ -192,6 +193,7 @@ class LocalLog:
                 target, fd = self.written_end, self._fd
             try:
                 os.fdatasync(fd)
+                self.fsyncs += 1
             except OSError as err:
                 self._error = err
                 self._fail_waiters(err)

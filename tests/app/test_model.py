@@ -1,0 +1,117 @@
+"""Validation of ingest batches: every bad input is named by index and field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from meterplane.core.errors import InvalidBatch, MalformedBody, TooLarge
+from meterplane.core.model import TimeWindow, decode_events, decode_usages
+
+NOW = 1_795_000_000_000_000  # 2026-11-18T...Z
+WINDOW = TimeWindow()
+DAY = 86_400_000_000
+
+
+def _ev(**kw: Any) -> dict[str, Any]:
+    return {"customerId": "acme", "eventName": "api_call", "idempotencyKey": "k", **kw}
+
+
+def _body(*events: dict[str, Any]) -> bytes:
+    return json.dumps({"events": list(events)}).encode()
+
+
+def _errors(body: bytes) -> list[tuple[int | None, str]]:
+    with pytest.raises(InvalidBatch) as err:
+        decode_events(body, NOW, WINDOW)
+    return [(d.index, d.field) for d in err.value.details]
+
+
+def _iso(us: int) -> str:
+    from meterplane.core.timeutil import iso  # noqa: PLC0415
+
+    out = iso(us)
+    assert out is not None
+    return out
+
+
+def test_valid_batch_decodes() -> None:
+    events = decode_events(
+        _body(_ev(), _ev(idempotencyKey="k2", dimensions={"a": 1.5})), NOW, WINDOW
+    )
+    assert [e.idempotencyKey for e in events] == ["k", "k2"]
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (_ev(customerId=5), "customerId"),
+        (_ev(customerId=""), "customerId"),
+        (_ev(idempotencyKey="x" * 256), "idempotencyKey"),
+        ({"customerId": "a", "idempotencyKey": "k"}, "item"),  # eventName missing
+        (_ev(colour="red"), "colour"),
+        (_ev(dimensions={"nested": {"a": 1}}), "dimensions.nested"),
+        (_ev(dimensions={"k": "v" * 1025}), "dimensions.k"),
+        (_ev(dimensions={f"k{i}": i for i in range(65)}), "dimensions"),
+        (_ev(timestamp="2026-11-18T00:00:00"), "timestamp"),
+        (_ev(timestamp="yesterday"), "timestamp"),
+        (_ev(timestamp=_iso(NOW - 36 * DAY)), "timestamp"),
+        (_ev(timestamp=_iso(NOW + 10 * 60_000_000)), "timestamp"),
+    ],
+)
+def test_one_bad_event_is_named(event: dict[str, Any], field: str) -> None:
+    body = _body(*[_ev(idempotencyKey=f"ok{i}") for i in range(7)], event, _ev(idempotencyKey="z"))
+    assert _errors(body) == [(7, field)]
+
+
+def test_every_bad_item_is_listed() -> None:
+    body = _body(_ev(customerId=1), _ev(), _ev(timestamp="2026-11-18T00:00:00"))
+    assert _errors(body) == [(0, "customerId"), (2, "timestamp")]
+
+
+def test_edges_of_the_time_window_are_accepted() -> None:
+    decode_events(_body(_ev(timestamp=_iso(NOW - 35 * DAY + 1_000_000))), NOW, WINDOW)
+    decode_events(_body(_ev(timestamp=_iso(NOW + 4 * 60_000_000))), NOW, WINDOW)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\xff\xfe", b"{", b'{"events": [NaN]}', b"not json", b'{"events": [1e999999]}'[:-1]],
+)
+def test_malformed_bodies(body: bytes) -> None:
+    with pytest.raises(MalformedBody):
+        decode_events(body, NOW, WINDOW)
+
+
+def test_infinite_number_is_rejected() -> None:
+    assert _errors(
+        b'{"events": [{"customerId":"a","eventName":"e","idempotencyKey":"k",'
+        b'"dimensions":{"x":1e400}}]}'
+    ) == [(0, "dimensions[...]")]
+
+
+@pytest.mark.parametrize("body", [b"[]", b'{"events": {}}', b'{"events": []}', b'{"evts": []}'])
+def test_wrong_top_level_shape(body: bytes) -> None:
+    with pytest.raises(InvalidBatch):
+        decode_events(body, NOW, WINDOW)
+
+
+def test_more_than_1000_items_is_too_large() -> None:
+    with pytest.raises(TooLarge):
+        decode_events(_body(*[_ev(idempotencyKey=str(i)) for i in range(1001)]), NOW, WINDOW)
+    # Too many items wins over invalid ones: the client must split the batch first.
+    with pytest.raises(TooLarge):
+        decode_events(_body(*[_ev(customerId=1) for _ in range(1001)]), NOW, WINDOW)
+
+
+def test_usage_validation() -> None:
+    ok = json.dumps({"usages": [{"customerId": "a", "featureId": "seats", "value": 3}]})
+    assert decode_usages(ok.encode(), NOW, WINDOW)[0].updateBehavior == "DELTA"
+    bad = json.dumps(
+        {"usages": [{"customerId": "a", "featureId": "s", "value": 1, "updateBehavior": "ADD"}]}
+    )
+    with pytest.raises(InvalidBatch) as err:
+        decode_usages(bad.encode(), NOW, WINDOW)
+    assert err.value.details[0].field == "updateBehavior"
