@@ -1,0 +1,1 @@
+"""AWS foundation: VPC over the stack's zones, EKS, KMS key, S3 archive bucket, pod identities."""

@@ -1,0 +1,148 @@
+"""The cold-tier storage account: ZRS, customer-managed key, private, TLS 1.2+, expiring.
+
+Shared-key access is off (Entra ID only), public blob access is off, infrastructure
+encryption doubles the encryption at rest, and a lifecycle management policy deletes
+blobs ``retention_days`` after their last modification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import authorization, managedidentity, storage
+
+from components.azure import roles
+
+CONTAINER = "archive"
+
+
+@dataclass(frozen=True)
+class ArchiveStorageArgs:
+    """Placement, key and retention of the archive."""
+
+    resource_group_name: pulumi.Input[str]
+    location: str
+    account_name: str
+    vault_id: pulumi.Input[str]
+    vault_uri: pulumi.Input[str]
+    key_name: pulumi.Input[str]
+    subscription_id: str
+    retention_days: int
+    tags: dict[str, str]
+
+    def __post_init__(self) -> None:
+        if not 3 <= len(self.account_name) <= 24 or not self.account_name.isalnum():
+            raise ValueError("ArchiveStorageArgs.account_name must be 3-24 letters and digits")
+        if self.retention_days < 1:
+            raise ValueError("ArchiveStorageArgs.retention_days must be positive")
+
+
+class ArchiveStorage(pulumi.ComponentResource):
+    """The customer's archive of raw events."""
+
+    account_name: pulumi.Output[str]
+    container_id: pulumi.Output[str]
+    dfs_url: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ArchiveStorageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("meterplane:azure:ArchiveStorage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-cmk",
+            resource_group_name=args.resource_group_name,
+            resource_name_=f"{name}-cmk",
+            location=args.location,
+            tags=args.tags,
+            opts=child,
+        )
+        key_access = authorization.RoleAssignment(
+            f"{name}-cmk",
+            role_assignment_name=roles.assignment_name(name, "cmk"),
+            scope=args.vault_id,
+            principal_id=identity.principal_id,
+            principal_type="ServicePrincipal",
+            role_definition_id=roles.role_definition_id(
+                args.subscription_id, roles.KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
+            ),
+            opts=child,
+        )
+        account = storage.StorageAccount(
+            f"{name}-account",
+            resource_group_name=args.resource_group_name,
+            account_name=args.account_name,
+            location=args.location,
+            kind="StorageV2",
+            sku={"name": "Standard_ZRS"},
+            access_tier="Hot",
+            identity={"type": "UserAssigned", "user_assigned_identities": [identity.id]},
+            encryption={
+                "key_source": "Microsoft.Keyvault",
+                "key_vault_properties": {
+                    "key_name": args.key_name,
+                    "key_vault_uri": args.vault_uri,
+                },
+                "encryption_identity": {"encryption_user_assigned_identity": identity.id},
+                "require_infrastructure_encryption": True,
+                "services": {"blob": {"enabled": True, "key_type": "Account"}},
+            },
+            allow_blob_public_access=False,
+            allow_shared_key_access=False,
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[key_access]),
+        )
+        storage.BlobServiceProperties(
+            f"{name}-blob-service",
+            resource_group_name=args.resource_group_name,
+            account_name=account.name,
+            blob_services_name="default",
+            is_versioning_enabled=True,
+            delete_retention_policy={"enabled": True, "days": 7},
+            opts=child,
+        )
+        container = storage.BlobContainer(
+            f"{name}-container",
+            resource_group_name=args.resource_group_name,
+            account_name=account.name,
+            container_name=CONTAINER,
+            public_access="None",
+            opts=child,
+        )
+        storage.ManagementPolicy(
+            f"{name}-lifecycle",
+            resource_group_name=args.resource_group_name,
+            account_name=account.name,
+            management_policy_name="default",
+            policy={
+                "rules": [
+                    {
+                        "name": "expire-archive",
+                        "enabled": True,
+                        "type": "Lifecycle",
+                        "definition": {
+                            "filters": {
+                                "blob_types": ["blockBlob"],
+                                "prefix_match": [f"{CONTAINER}/"],
+                            },
+                            "actions": {
+                                "base_blob": {
+                                    "delete": {
+                                        "days_after_modification_greater_than": args.retention_days
+                                    }
+                                },
+                                "version": {"delete": {"days_after_creation_greater_than": 7}},
+                            },
+                        },
+                    }
+                ]
+            },
+            opts=child,
+        )
+        self.account_name = account.name
+        self.container_id = container.id
+        self.dfs_url = account.name.apply(lambda a: f"abfss://{CONTAINER}@{a}.dfs.core.windows.net")
+        self.register_outputs({"accountName": self.account_name, "containerId": self.container_id})

@@ -1,0 +1,1 @@
+"""GCP foundation: VPC, regional private GKE, Cloud KMS key, GCS archive, Workload Identity."""

@@ -1,0 +1,1 @@
+"""What runs on the cluster, identical for every cloud: operators, engines and the services."""

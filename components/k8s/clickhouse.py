@@ -1,0 +1,175 @@
+"""ClickHouse (Altinity operator): Keeper with 3 replicas and the events cluster.
+
+Replica ``i`` of every shard is pinned to zone ``i mod zones`` through its own pod
+template, so two replicas of a shard never share a zone when the cluster spans several;
+anti-affinity keeps them off one node in any case. Keeper needs a majority: 3 replicas
+over 3 zones survive losing one zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import versions
+from components.k8s import names
+
+KEEPER_REPLICAS = 3
+
+
+@dataclass(frozen=True)
+class ClickHouseArgs:
+    """Layout, volume size and zones of the cluster."""
+
+    shards: int
+    replicas: int
+    volume: str
+    zones: tuple[str, ...]
+    prod: bool
+
+    def __post_init__(self) -> None:
+        if self.replicas < 2:
+            raise ValueError("ClickHouseArgs.replicas must be at least 2")
+        if self.shards < 1 or not self.zones:
+            raise ValueError("ClickHouseArgs: need shards >= 1 and at least one zone")
+
+
+def _volume_claim(name: str, size: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "reclaimPolicy": "Retain",
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": names.STORAGE_CLASS,
+            "resources": {"requests": {"storage": size}},
+        },
+    }
+
+
+def _zone_spread(selector: dict[str, str], hard: bool) -> list[dict[str, Any]]:
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": names.ZONE_LABEL,
+            "whenUnsatisfiable": "DoNotSchedule" if hard else "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector},
+        }
+    ]
+
+
+class ClickHouse(pulumi.ComponentResource):
+    """Hot store of raw events and counters."""
+
+    url: str
+
+    def __init__(
+        self, name: str, args: ClickHouseArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("meterplane:k8s:ClickHouse", name, None, opts)
+        self._name = name
+        self.keeper = self._build_keeper(args)
+        self.installation = self._build_installation(args)
+        self.url = names.CLICKHOUSE_URL
+        self.register_outputs({"url": self.url})
+
+    def _build_keeper(self, args: ClickHouseArgs) -> k8s.apiextensions.CustomResource:
+        selector = {"clickhouse-keeper.altinity.com/chk": names.CLICKHOUSE_KEEPER}
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-keeper",
+            api_version=versions.CLICKHOUSE_KEEPER_API,
+            kind="ClickHouseKeeperInstallation",
+            metadata={"name": names.CLICKHOUSE_KEEPER, "namespace": names.METERING_NAMESPACE},
+            spec={
+                "configuration": {
+                    "clusters": [{"name": "keeper", "layout": {"replicasCount": KEEPER_REPLICAS}}]
+                },
+                "defaults": {
+                    "templates": {"podTemplate": "keeper", "dataVolumeClaimTemplate": "keeper-data"}
+                },
+                "templates": {
+                    "podTemplates": [
+                        {
+                            "name": "keeper",
+                            "spec": {
+                                "topologySpreadConstraints": _zone_spread(selector, args.prod),
+                                "containers": [
+                                    {
+                                        "name": "clickhouse-keeper",
+                                        "image": versions.CLICKHOUSE_KEEPER_IMAGE,
+                                        "resources": {
+                                            "requests": {"cpu": "500m", "memory": "1Gi"},
+                                            "limits": {"memory": "1Gi"},
+                                        },
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                    "volumeClaimTemplates": [_volume_claim("keeper-data", "20Gi")],
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _build_installation(self, args: ClickHouseArgs) -> k8s.apiextensions.CustomResource:
+        zones = args.zones
+        pod_templates = [
+            {
+                "name": f"replica-{index}",
+                "zone": {"key": names.ZONE_LABEL, "values": [zones[index % len(zones)]]},
+                "podDistribution": [{"type": "ClickHouseAntiAffinity", "scope": "Shard"}],
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "clickhouse",
+                            "image": versions.CLICKHOUSE_IMAGE,
+                            "resources": {
+                                "requests": {"cpu": "2", "memory": "8Gi"},
+                                "limits": {"memory": "8Gi"},
+                            },
+                        }
+                    ]
+                },
+            }
+            for index in range(args.replicas)
+        ]
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-installation",
+            api_version=versions.CLICKHOUSE_API,
+            kind="ClickHouseInstallation",
+            metadata={"name": names.CLICKHOUSE_INSTALLATION, "namespace": names.METERING_NAMESPACE},
+            spec={
+                "defaults": {"templates": {"dataVolumeClaimTemplate": "data"}},
+                "configuration": {
+                    "zookeeper": {
+                        "nodes": [
+                            {
+                                "host": names.CLICKHOUSE_KEEPER_HOST,
+                                "port": 2181,
+                            }
+                        ]
+                    },
+                    "clusters": [
+                        {
+                            "name": names.CLICKHOUSE_CLUSTER,
+                            "layout": {
+                                "shardsCount": args.shards,
+                                "replicasCount": args.replicas,
+                                "replicas": [
+                                    {"templates": {"podTemplate": f"replica-{index}"}}
+                                    for index in range(args.replicas)
+                                ],
+                            },
+                        }
+                    ],
+                },
+                "templates": {
+                    "podTemplates": pod_templates,
+                    "volumeClaimTemplates": [_volume_claim("data", args.volume)],
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.keeper]),
+        )

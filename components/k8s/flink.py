@@ -1,0 +1,182 @@
+"""The aggregation job: a FlinkDeployment (Flink Kubernetes Operator) from the job image.
+
+Kubernetes HA keeps job-manager leadership and checkpoint pointers in ConfigMaps; HA
+metadata, checkpoints and savepoints go to the customer's bucket, so a lost zone or a
+lost job manager resumes from the last checkpoint. ``upgradeMode: last-state`` upgrades
+from the latest checkpoint without needing the job to be healthy enough for a savepoint.
+The job's service account carries the bucket-scoped cloud identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import versions
+from components.k8s import names, pods
+from components.k8s.sizing import FLINK_SLOTS_PER_TASKMANAGER
+from components.k8s.target import PodIdentity
+
+
+@dataclass(frozen=True)
+class FlinkJobArgs:
+    """Release, parallelism and state location of the job."""
+
+    release: str
+    parallelism: int
+    taskmanagers: int
+    state_url: pulumi.Input[str]  # bucket URL; the job writes under <state_url>/flink/...
+    identity: PodIdentity
+    kafka_bootstrap: str
+    clickhouse_url: str
+    prod: bool
+    plugins: str = ""
+    extra_configuration: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.parallelism < 1 or self.taskmanagers < 1:
+            raise ValueError("FlinkJobArgs: parallelism and taskmanagers must be positive")
+
+
+UPGRADE_MODE = "last-state"
+CHECKPOINT_INTERVAL = "10 s"
+
+
+class FlinkJob(pulumi.ComponentResource):
+    """The PyFlink aggregation job and the service account it runs as."""
+
+    def __init__(
+        self, name: str, args: FlinkJobArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("meterplane:k8s:FlinkJob", name, None, opts)
+        self._name = name
+        account = self._build_rbac(args.identity)
+        state = pulumi.Output.from_input(args.state_url).apply(lambda u: u.rstrip("/") + "/flink")
+        config: dict[str, pulumi.Input[str]] = {
+            "taskmanager.numberOfTaskSlots": str(FLINK_SLOTS_PER_TASKMANAGER),
+            "high-availability.type": "kubernetes",
+            "high-availability.storageDir": state.apply(lambda s: f"{s}/ha"),
+            "state.checkpoints.dir": state.apply(lambda s: f"{s}/checkpoints"),
+            "state.savepoints.dir": state.apply(lambda s: f"{s}/savepoints"),
+            "state.backend.type": "rocksdb",
+            "state.backend.incremental": "true",
+            "execution.checkpointing.interval": CHECKPOINT_INTERVAL,
+            "execution.checkpointing.mode": "EXACTLY_ONCE",
+            "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+            "restart-strategy.type": "exponential-delay",
+            "kubernetes.operator.job.upgrade.last-state-fallback.enabled": "true",
+            **dict(args.extra_configuration),
+        }
+        labels = {"app.kubernetes.io/name": "aggregate", "app.kubernetes.io/part-of": "meterplane"}
+        container_env = pods.env(
+            {
+                "METERPLANE_KAFKA_BOOTSTRAP": args.kafka_bootstrap,
+                "METERPLANE_CLICKHOUSE_URL": args.clickhouse_url,
+                **({"ENABLE_BUILT_IN_PLUGINS": args.plugins} if args.plugins else {}),
+            }
+        )
+        self.deployment = k8s.apiextensions.CustomResource(
+            f"{name}-deployment",
+            api_version=versions.FLINK_API,
+            kind="FlinkDeployment",
+            metadata={
+                "name": names.FLINK_DEPLOYMENT,
+                "namespace": names.METERING_NAMESPACE,
+                "labels": labels,
+            },
+            spec={
+                "image": versions.flink_job_image(args.release),
+                "imagePullPolicy": "IfNotPresent",
+                "flinkVersion": versions.FLINK_VERSION_ENUM,
+                "serviceAccount": names.FLINK_SERVICE_ACCOUNT,
+                "flinkConfiguration": config,
+                "podTemplate": {
+                    "metadata": {"labels": {**labels, **dict(args.identity.pod_labels)}},
+                    "spec": {
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 9999,  # the flink user of the official image
+                            "fsGroup": 9999,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "topologySpreadConstraints": pods.zone_spread(labels, hard=args.prod),
+                        "containers": [
+                            {
+                                "name": "flink-main-container",
+                                "env": container_env,
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                            }
+                        ],
+                    },
+                },
+                "jobManager": {
+                    "replicas": 2 if args.prod else 1,
+                    "resource": {"cpu": 1, "memory": "2048m"},
+                },
+                "taskManager": {
+                    "replicas": args.taskmanagers,
+                    "resource": {"cpu": 2, "memory": "8192m"},
+                },
+                "job": {
+                    "jarURI": f"local:///opt/flink/opt/flink-python-{versions.FLINK_VERSION}.jar",
+                    "entryClass": names.FLINK_PYTHON_DRIVER,
+                    "args": ["-pym", names.FLINK_JOB_MODULE],
+                    "parallelism": args.parallelism,
+                    "upgradeMode": UPGRADE_MODE,
+                    "state": "running",
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+        )
+        self.register_outputs({})
+
+    def _build_rbac(self, identity: PodIdentity) -> k8s.core.v1.ServiceAccount:
+        name, child = self._name, pulumi.ResourceOptions(parent=self)
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata={
+                "name": names.FLINK_SERVICE_ACCOUNT,
+                "namespace": names.METERING_NAMESPACE,
+                "annotations": dict(identity.service_account_annotations),
+                "labels": dict(identity.pod_labels),
+            },
+            opts=child,
+        )
+        # The job manager creates task-manager pods and keeps HA state in ConfigMaps.
+        role = k8s.rbac.v1.Role(
+            f"{name}-role",
+            metadata={"name": "flink", "namespace": names.METERING_NAMESPACE},
+            rules=[
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods", "configmaps", "services"],
+                    "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+                },
+                {
+                    "apiGroups": ["apps"],
+                    "resources": ["deployments"],
+                    "verbs": ["get", "list", "watch"],
+                },
+            ],
+            opts=child,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-binding",
+            metadata={"name": "flink", "namespace": names.METERING_NAMESPACE},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "flink"},
+            subjects=[
+                {
+                    "kind": "ServiceAccount",
+                    "name": names.FLINK_SERVICE_ACCOUNT,
+                    "namespace": names.METERING_NAMESPACE,
+                }
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
+        )
+        return account

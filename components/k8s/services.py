@@ -1,0 +1,173 @@
+"""The app's HTTP services (ingest, entitlements): Deployment, Service, PDB, HPA.
+
+Each runs ``meterplane <command>`` from the release's app image, non-root with a read-only
+root filesystem, spread over zones, with a PodDisruptionBudget so node drains never take
+more than one replica at a time, and an HPA on CPU for bursts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import versions
+from components.k8s import names, pods
+
+
+@dataclass(frozen=True)
+class AppServiceArgs:
+    """One service: its command, scale, environment and resources."""
+
+    command: str
+    release: str
+    replicas: int
+    max_replicas: int
+    environment: Mapping[str, str]
+    prod: bool
+    cpu: str = "1"
+    memory: str = "1Gi"
+    namespace: str = names.METERING_NAMESPACE
+    api_keys: bool = True
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.replicas <= self.max_replicas:
+            raise ValueError("AppServiceArgs: need 1 <= replicas <= max_replicas")
+
+
+def app_container(
+    command: str,
+    release: str,
+    environment: Mapping[str, str],
+    cpu: str,
+    memory: str,
+    api_keys: bool,
+) -> dict[str, Any]:
+    """The hardened app container running ``meterplane <command>``."""
+    _, tmp_mount = pods.scratch_volume()
+    env_entries: list[dict[str, Any]] = pods.env(
+        {
+            "METERPLANE_HTTP_HOST": "0.0.0.0",  # noqa: S104 listen on the pod network
+            "METERPLANE_HTTP_PORT": str(names.HTTP_PORT),
+            **environment,
+        }
+    )
+    if api_keys:
+        env_entries.append(pods.api_keys_env())
+    return {
+        "name": command,
+        "image": versions.app_image(release),
+        "imagePullPolicy": "IfNotPresent",
+        "args": [command],
+        "ports": [{"name": "http", "containerPort": names.HTTP_PORT, "protocol": "TCP"}],
+        "env": env_entries,
+        "readinessProbe": pods.http_probe(names.READINESS_PATH, period=5, failure_threshold=3),
+        "livenessProbe": pods.http_probe(names.LIVENESS_PATH, period=10, failure_threshold=6),
+        "resources": pods.resources(
+            cpu, memory, cpu_limit=str(int(float(cpu) * 2)) if cpu.isdigit() else None
+        ),
+        "securityContext": pods.container_security_context(),
+        "volumeMounts": [tmp_mount],
+    }
+
+
+class AppService(pulumi.ComponentResource):
+    """A horizontally scaled, zone-spread HTTP service of the app."""
+
+    def __init__(
+        self, name: str, args: AppServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("meterplane:k8s:AppService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = {"app.kubernetes.io/name": args.command, "app.kubernetes.io/part-of": "meterplane"}
+        meta = {"name": args.command, "namespace": args.namespace, "labels": labels}
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=child
+        )
+        tmp_volume, _ = pods.scratch_volume()
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=meta,
+            spec={
+                "replicas": args.replicas,
+                "revisionHistoryLimit": 5,
+                "selector": {"matchLabels": labels},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                },
+                "template": {
+                    "metadata": {
+                        "labels": {**labels, **dict(args.extra_labels)},
+                        "annotations": {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(names.HTTP_PORT),
+                            "prometheus.io/path": names.METRICS_PATH,
+                        },
+                    },
+                    "spec": {
+                        "serviceAccountName": args.command,
+                        "automountServiceAccountToken": False,
+                        "securityContext": pods.pod_security_context(),
+                        "topologySpreadConstraints": pods.zone_spread(labels, hard=args.prod),
+                        "terminationGracePeriodSeconds": 30,
+                        "containers": [
+                            app_container(
+                                args.command,
+                                args.release,
+                                args.environment,
+                                args.cpu,
+                                args.memory,
+                                args.api_keys,
+                            )
+                        ],
+                        "volumes": [tmp_volume],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+        )
+        k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=meta,
+            spec={
+                "type": "ClusterIP",
+                "selector": labels,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            },
+            opts=child,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=meta,
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}},
+            opts=child,
+        )
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-hpa",
+            metadata=meta,
+            spec={
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": args.command,
+                },
+                "minReplicas": args.replicas,
+                "maxReplicas": args.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 70},
+                        },
+                    }
+                ],
+            },
+            opts=child,
+        )
+        self.register_outputs({})

@@ -1,0 +1,80 @@
+"""AWS foundation of a stack: VPC, EKS, KMS key, S3 archive and pod identities."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.bucket import ArchiveBucket, ArchiveBucketArgs
+from components.aws.cluster import Cluster, ClusterArgs
+from components.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
+from components.aws.kms import Key, KeyArgs
+from components.aws.network import Network, NetworkArgs
+from components.k8s import names
+from components.k8s.target import ClusterTarget, PodIdentity
+from infra.config import StackConfig
+from infra.sizing import Sizing
+
+
+def build_aws(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
+    """Declare the AWS resources and describe the cluster to the Kubernetes side."""
+    name = cfg.name
+    tags = {"meterplane:customer": cfg.customer, "meterplane:environment": cfg.environment}
+    available = aws.get_availability_zones(state="available", region=cfg.region)
+    zones = tuple(sorted(available.names)[: cfg.zones])
+    network = Network(f"{name}-network", NetworkArgs(cfg.network.cidr, zones, tags))
+    key = Key(
+        f"{name}-key",
+        KeyArgs(
+            f"Meterplane {name}: cluster secrets, archive, volumes", tags, cfg.archive.kms_key_id
+        ),
+    )
+    cluster = Cluster(
+        f"{name}-cluster",
+        ClusterArgs(
+            subnet_ids=network.private_subnet_ids,
+            key_arn=key.arn,
+            region=cfg.region,
+            instance_type="m7i.2xlarge" if cfg.is_prod else "m7i.xlarge",
+            nodes_per_zone=max(1, sizing.brokers // len(zones)) + 1,
+            max_nodes_per_zone=3 * (max(1, sizing.brokers // len(zones)) + 1),
+            tags=tags,
+        ),
+    )
+    bucket = ArchiveBucket(
+        f"{name}-archive",
+        ArchiveBucketArgs(
+            bucket_name=f"meterplane-{name}-archive-{cfg.region}",
+            key_arn=key.arn,
+            retention_days=cfg.archive.retention_days,
+            tags=tags,
+        ),
+    )
+    identities = {
+        account: WorkloadIdentity(
+            f"{name}-{account}-identity",
+            WorkloadIdentityArgs(
+                cluster_name=cluster.name,
+                namespace=names.METERING_NAMESPACE,
+                service_account=account,
+                bucket_arn=bucket.arn,
+                key_arn=key.arn,
+                tags=tags,
+            ),
+        )
+        for account in names.BUCKET_WORKLOADS
+    }
+    pulumi.export("clusterName", cluster.name)
+    pulumi.export("archiveBucket", bucket.name)
+    pulumi.export("kmsKeyArn", key.arn)
+    return ClusterTarget(
+        kubeconfig=cluster.kubeconfig,
+        zones=zones,
+        storage_provisioner="ebs.csi.aws.com",
+        storage_parameters={"type": "gp3", "encrypted": "true", "kmsKeyId": key.arn},
+        archive_url=bucket.name.apply(lambda b: f"s3://{b}"),
+        archive_kms_key=key.arn,
+        # Pod Identity needs no annotation: the association binds the service account.
+        identities={account: PodIdentity() for account in identities},
+        flink_plugins="flink-s3-fs-presto-1.20.3.jar",
+    )

@@ -1,0 +1,127 @@
+"""Azure foundation of a stack: resource group, VNet, AKS, Key Vault key, ZRS archive."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pulumi
+from pulumi_azure_native import authorization, resources
+
+from components.azure.cluster import Cluster, ClusterArgs
+from components.azure.identity import WorkloadIdentity, WorkloadIdentityArgs
+from components.azure.keyvault import KeyVault, KeyVaultArgs
+from components.azure.network import Network, NetworkArgs
+from components.azure.storage import ArchiveStorage, ArchiveStorageArgs
+from components.k8s import names
+from components.k8s.target import ClusterTarget, PodIdentity
+from infra.config import StackConfig
+from infra.sizing import Sizing
+
+AZURE_ZONES = ("1", "2", "3")
+
+
+def _short(cfg: StackConfig, limit: int) -> str:
+    """Globally unique, alphanumeric name part for vaults and storage accounts."""
+    digest = hashlib.sha256(f"{cfg.customer}/{cfg.environment}/{cfg.region}".encode()).hexdigest()
+    stem = "".join(c for c in cfg.customer if c.isalnum())
+    return f"{stem[: limit - 10]}{cfg.environment[:4]}{digest[:6]}"
+
+
+def build_azure(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
+    """Declare the Azure resources and describe the cluster to the Kubernetes side."""
+    name, location = cfg.name, cfg.region
+    prefix = cfg.azure.resource_group_prefix if cfg.azure else "meterplane"
+    tags = {"meterplane-customer": cfg.customer, "meterplane-environment": cfg.environment}
+    client = authorization.get_client_config()
+    zones = AZURE_ZONES[: cfg.zones]
+    group = resources.ResourceGroup(
+        f"{name}-rg", resource_group_name=f"{prefix}-{name}", location=location, tags=tags
+    )
+    network = Network(f"{name}-network", NetworkArgs(group.name, location, cfg.network.cidr, tags))
+    vault = KeyVault(
+        f"{name}-keys",
+        KeyVaultArgs(
+            resource_group_name=group.name,
+            location=location,
+            vault_name=f"kv{_short(cfg, 22)}",
+            tenant_id=client.tenant_id,
+            subscription_id=client.subscription_id,
+            deployer_object_id=client.object_id,
+            tags=tags,
+        ),
+    )
+    per_zone = max(1, sizing.brokers // len(zones)) + 1
+    cluster = Cluster(
+        f"{name}-cluster",
+        ClusterArgs(
+            resource_group_name=group.name,
+            location=location,
+            zones=zones,
+            subnet_id=network.subnet_id,
+            vault_id=vault.vault_id,
+            key_uri_with_version=vault.key_uri_with_version,
+            subscription_id=client.subscription_id,
+            vm_size="Standard_D8s_v5" if cfg.is_prod else "Standard_D4s_v5",
+            nodes_per_zone=per_zone,
+            max_nodes_per_zone=3 * per_zone,
+            tags=tags,
+        ),
+    )
+    archive = ArchiveStorage(
+        f"{name}-archive",
+        ArchiveStorageArgs(
+            resource_group_name=group.name,
+            location=location,
+            account_name=f"st{_short(cfg, 22)}",
+            vault_id=vault.vault_id,
+            vault_uri=vault.vault_uri,
+            key_name=vault.key_name,
+            subscription_id=client.subscription_id,
+            retention_days=cfg.archive.retention_days,
+            tags=tags,
+        ),
+    )
+    identities = {
+        account: WorkloadIdentity(
+            f"{name}-{account}",
+            WorkloadIdentityArgs(
+                resource_group_name=group.name,
+                location=location,
+                oidc_issuer_url=cluster.oidc_issuer_url,
+                namespace=names.METERING_NAMESPACE,
+                service_account=account,
+                container_id=archive.container_id,
+                subscription_id=client.subscription_id,
+                tags=tags,
+            ),
+        )
+        for account in names.BUCKET_WORKLOADS
+    }
+    pulumi.export("clusterName", cluster.name)
+    pulumi.export("archiveAccount", archive.account_name)
+    pulumi.export("keyUri", vault.key_uri_with_version)
+    return ClusterTarget(
+        kubeconfig=cluster.kubeconfig,
+        zones=tuple(f"{location}-{zone}" for zone in zones),
+        storage_provisioner="disk.csi.azure.com",
+        storage_parameters={"skuName": "Premium_ZRS" if cfg.is_prod else "Premium_LRS"},
+        archive_url=archive.dfs_url,
+        archive_kms_key=vault.key_uri_with_version,
+        identities={
+            account: PodIdentity(
+                service_account_annotations={
+                    "azure.workload.identity/client-id": identity.client_id
+                },
+                pod_labels={"azure.workload.identity/use": "true"},
+            )
+            for account, identity in identities.items()
+        },
+        # ABFS with the pod's federated token: no account key anywhere.
+        flink_configuration={
+            "fs.azure.account.auth.type": "OAuth",
+            "fs.azure.account.oauth.provider.type": (
+                "org.apache.hadoop.fs.azurebfs.oauth2.WorkloadIdentityTokenProvider"
+            ),
+        },
+        flink_plugins="flink-azure-fs-hadoop-1.20.3.jar",
+    )
