@@ -59,8 +59,6 @@ GCP_LABELS = {
 AZURE_UNTAGGED = frozenset(
     {
         "azure-native:authorization:RoleAssignment",
-        "azure-native:containerservice:AgentPool",
-        "azure-native:keyvault:Key",
         "azure-native:managedidentity:FederatedIdentityCredential",
         "azure-native:network:Subnet",
         "azure-native:storage:BlobContainer",
