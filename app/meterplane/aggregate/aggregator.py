@@ -151,7 +151,7 @@ class Aggregator:
             self.book.restore(cp.counters)
             self.pos = cp.pos
         self.pos = max(self.pos, self.log.consumed)
-        self.log.consumed = self.pos
+        self.log.consumed = self.log.processed = self.pos
         cutoff = now_us() - self.window_us
         sql = (
             "SELECT customer_id, idempotency_key, toUnixTimestamp64Micro(ingested_at) AS t "
@@ -213,6 +213,7 @@ class Aggregator:
             self.pos = frame.end
             n += 1
         if n:
+            self.log.processed = self.pos
             metrics.BACKLOG.set(self.log.durable_end - self.pos)
             for fn in self._listeners:
                 fn()

@@ -105,7 +105,8 @@ class LocalLog:
         self._size = valid
         self.written_end = base + valid
         self.durable_end = self.written_end
-        self.consumed = segs[0][0]  # advanced by the aggregator
+        self.consumed = segs[0][0]  # checkpointed by the aggregator: segments below may go
+        self.processed = self.consumed  # applied by the aggregator: the backlog ends here
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -119,7 +120,7 @@ class LocalLog:
 
     def backlog(self) -> int:
         """Bytes acked or in flight that the aggregator has not yet processed."""
-        return self.written_end - self.consumed
+        return self.written_end - self.processed
 
     def write(self, kind: int, received_us: int, body: bytes) -> int:
         """Append one frame (not yet durable); return its end position."""
@@ -248,6 +249,7 @@ class LocalLog:
     def release(self, upto: int) -> None:
         """The aggregator has checkpointed everything below ``upto``: drop whole segments."""
         self.consumed = max(self.consumed, upto)
+        self.processed = max(self.processed, upto)
         segs = _segments(self.directory)
         for (base, path), (next_base, _) in itertools.pairwise(segs):
             if next_base <= upto and base != self._base:
