@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rebuild": ("meterplane.commands.rebuild", "recompute counters from raw events; report drift"),
     "plan": ("meterplane.commands.plan", "render a customer stack offline (Pulumi mocks)"),
     "policy-check": ("meterplane.commands.policy_check", "run the policy pack over stacks"),
+    "sync": ("meterplane.commands.sync", "sync agent: apply control-plane changes, send rollups"),
+    "control-plane": ("meterplane.commands.controlplane", "reference control plane (demo, tests)"),
 }
 
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow as pa
 import yaml
 
 from meterplane.core.catalog import Catalog
 from meterplane.core.counters import CounterBook, Number
-from meterplane.core.storage import SqlEngine
 from meterplane.plane import CatalogHolder
 
 
@@ -85,10 +85,18 @@ class BookSource:
         return out
 
 
+class ArrowQuery(Protocol):
+    """The read side of ``meterplane.core.storage.SqlEngine``: all the agent needs, so its
+    ClickHouse user can be read-only."""
+
+    def query_arrow(self, sql: str) -> pa.Table:
+        """Run a query and return its result as an Arrow table."""
+
+
 class SqlSource:
     """Totals from the ``counters`` table (the row with the highest version wins)."""
 
-    def __init__(self, engine: SqlEngine) -> None:
+    def __init__(self, engine: ArrowQuery) -> None:
         self._engine = engine
 
     def totals(self, force: bool = False) -> list[Total] | None:
