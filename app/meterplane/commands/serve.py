@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 import uvicorn
@@ -43,6 +44,11 @@ def serve(settings: Settings) -> int:
         )
         if sync is not None:
             sync.bind_auth(app.state.auth)
+        # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal with
+        # the handlers it found installed. Install no-op ones so that re-raise returns here
+        # and the aggregator can checkpoint before the process exits.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
         uvicorn.run(
             app,
             host=settings.http_host,
