@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from meterplane.plan import PlanError, list_stacks
-from meterplane.policycheck import RENDERERS, affected_stacks, check_stacks
+from meterplane.policycheck import RENDERERS, affected_stacks, check_rendered, check_stacks
+from meterplane.policycheck.runner import load_plan
 from policies.core import PolicyConfigError
 from policies.registry import PackConfig
 
@@ -46,6 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check only the stacks these changed paths affect (one path per line, "
         "as printed by git diff --name-only)",
     )
+    parser.add_argument(
+        "--plan",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="check an already-rendered stack (meterplane plan STACK --json output) "
+        "instead of rendering; repeatable",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="stacks rendered in parallel")
 
 
@@ -57,7 +67,9 @@ def _select(args: argparse.Namespace) -> list[str]:
         selection = affected_stacks(changed, args.stacks_dir)
         print(f"policy-check: {selection.reason}: {', '.join(selection.stacks) or 'no stack'}")
         return selection.stacks
-    return list(args.stacks) or list_stacks(args.stacks_dir)
+    if args.stacks or args.plan:
+        return list(args.stacks)
+    return list_stacks(args.stacks_dir)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = PackConfig.load(args.config) if args.config else PackConfig()
         stacks = _select(args)
+        rendered = [load_plan(path, args.stacks_dir) for path in args.plan]
     except (PolicyConfigError, OSError, PlanError) as error:
         print(f"policy-check: {error}", file=sys.stderr)
         return 2
-    results = check_stacks(stacks, config, args.stacks_dir, jobs=args.jobs)
+    results = [check_rendered(stack, config) for stack in rendered]
+    if stacks or not rendered:
+        results += check_stacks(stacks, config, args.stacks_dir, jobs=args.jobs)
     summary = RENDERERS["text"](results)
     report = RENDERERS[args.format](results)
     if args.output is not None:

@@ -9,12 +9,14 @@ CrossGuard pack applies under ``pulumi preview --policy-pack policies``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from meterplane.plan import PlanError, RenderedStack, list_stacks, render_stack
+from meterplane.plan import PlanError, RenderedResource, RenderedStack, list_stacks, render_stack
+from meterplane.plan.stackfiles import meterplane_config, read_stack_file
 from policies.core import Context, Level, PolicySpec, Resource, Severity
 from policies.registry import POLICIES, PackConfig
 
@@ -147,6 +149,22 @@ def check_stack(stack: str, config: PackConfig, stacks_dir: Path | None = None) 
     except PlanError as error:
         return StackResult(stack=stack, environment=None, error=str(error))
     return check_rendered(rendered, config)
+
+
+def load_plan(path: Path, stacks_dir: Path | None = None) -> RenderedStack:
+    """An already-rendered stack (``meterplane plan STACK --json`` output) and its config.
+
+    The plan names its stack; the stack's ``meterplane`` configuration (environment,
+    retention...) comes from that stack's file, as it does when rendering.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        stack = str(data["stack"])
+        resources = [RenderedResource.from_json(item) for item in data["resources"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PlanError(f"{path}: not a meterplane plan --json document ({error})") from error
+    config = meterplane_config(read_stack_file(stack, stacks_dir))
+    return RenderedStack(stack=stack, config=config, resources=resources)
 
 
 def check_stacks(
