@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("meterplane.commands.serve", "run the whole data plane in one process"),
     "demo": ("meterplane.commands.demo", "start an embedded plane, drive traffic, print results"),
     "rebuild": ("meterplane.commands.rebuild", "recompute counters from raw events; report drift"),
+    "archive": ("meterplane.commands.archive", "move old raw events to the cold tier, once"),
     "plan": ("meterplane.commands.plan", "render a customer stack offline (Pulumi mocks)"),
     "policy-check": ("meterplane.commands.policy_check", "run the policy pack over stacks"),
     "sync": ("meterplane.commands.sync", "sync agent: apply control-plane changes, send rollups"),

@@ -1,0 +1,92 @@
+"""``meterplane archive``: move raw events older than the hot retention to the cold tier,
+once, on a data directory while ``serve`` is stopped (``serve`` runs it on a schedule).
+
+Exit status: 0 when the run completed, 1 when it stopped on the store or the key (one
+line on stderr; nothing of the failing unit was deleted), 2 on a bad setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from meterplane.archive.errors import ArchiveError
+from meterplane.archive.exporter import Archiver
+from meterplane.archive.stores import store_from_settings
+from meterplane.commands._common import add_data_dir, guarded, settings_from, setup_logging
+from meterplane.core.errors import BufferUnavailable, ConfigError
+from meterplane.core.settings import Settings
+from meterplane.core.storage import ChdbEngine, migrate
+from meterplane.ingest.buffer import LocalLog
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_dir(parser)
+    parser.add_argument(
+        "--url",
+        dest="archive_url",
+        help="s3://, gs://, az:// or file:// bucket and prefix (METERPLANE_ARCHIVE_URL; "
+        "default: cold/ in the data directory)",
+    )
+    parser.add_argument(
+        "--kms-key",
+        dest="archive_kms_key",
+        help="the customer's key: S3 KMS key id/ARN/alias, GCS CryptoKey name, Azure "
+        "encryption scope (METERPLANE_ARCHIVE_KMS_KEY)",
+    )
+    parser.add_argument(
+        "--hot-retention-days",
+        dest="hot_retention_days",
+        type=float,
+        help="archive events older than this (METERPLANE_HOT_RETENTION_DAYS)",
+    )
+
+
+def archive_once(settings: Settings) -> int:
+    """One archive run over ``settings.data_dir``; returns the exit status."""
+    data_dir = settings.data_dir
+    if not (data_dir / "chdb").exists():
+        raise ConfigError(f"METERPLANE_DATA_DIR: no data plane at {data_dir}")
+    store = store_from_settings(settings)
+    try:
+        # The log's lock is serve's: holding it proves serve is not running on this
+        # directory (chdb would refuse a second session anyway, less clearly).
+        log = LocalLog(data_dir / "log")
+    except BufferUnavailable:
+        print(
+            f"meterplane archive: {data_dir} is in use by a running serve "
+            "(which archives on its own schedule); stop it to archive once",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        engine = ChdbEngine(data_dir / "chdb")
+        try:
+            migrate(engine)
+            report = Archiver(
+                engine,
+                store,
+                hot_retention_days=settings.hot_retention_days,
+                lateness_days=settings.lateness_days,
+            ).run()
+        except ArchiveError as err:
+            print(
+                f"meterplane archive: failed, nothing of the failing day deleted: {err}",
+                file=sys.stderr,
+            )
+            return 1
+        finally:
+            engine.close()
+    finally:
+        log.close()
+    print(report.summary())
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    def go() -> int:
+        settings = settings_from(args)
+        setup_logging(settings.log_level)
+        return archive_once(settings)
+
+    return guarded(go)
