@@ -8,6 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
+from meterplane.archive.schedule import start_archiver
 from meterplane.commands._common import (
     add_data_dir,
     add_http,
@@ -32,8 +33,9 @@ def serve(settings: Settings) -> int:
     setup_logging(settings.log_level)
     plane = EmbeddedPlane(settings, initial_catalog(settings))
     plane.start()
-    sync = None
+    sync = archiver = None
     try:
+        archiver = start_archiver(plane.engine, settings)  # the plane's one chdb session
         sync = start_embedded_sync(settings, plane)  # None unless METERPLANE_CONTROL_PLANE_URL
         app = create_app(
             plane.buffer,
@@ -58,6 +60,8 @@ def serve(settings: Settings) -> int:
             timeout_graceful_shutdown=25,
         )
     finally:
+        if archiver is not None:
+            archiver.stop()
         if sync is not None:
             sync.stop()
         plane.stop()
