@@ -102,42 +102,40 @@ def _cluster_of(
 
 def _pools(
     resources: Sequence[Resource],
-) -> Iterator[tuple[Resource | None, Resource, set[str] | None, bool]]:
-    """(cluster, pool, zones, multi-zone pool?) for every node pool of the stack."""
+) -> Iterator[tuple[Resource | None, Resource, set[str] | None]]:
+    """(cluster, pool, zones) for every node pool of the stack.
+
+    Zones are counted per cluster, not per pool: one pool per zone is the usual shape for
+    zone-bound volumes (EBS, Azure disks), and a multi-zone pool counts all its zones.
+    """
     eks = list(of_type(resources, EKS_CLUSTER))
     for pool in of_type(resources, EKS_NODE_GROUP):
         cluster = _cluster_of(pool, "clusterName", eks, ("name",))
-        yield cluster, pool, _eks_pool_zones(pool, resources), False
+        yield cluster, pool, _eks_pool_zones(pool, resources)
     gke = list(of_type(resources, GKE_CLUSTER))
     for pool in of_type(resources, GKE_NODE_POOL):
         cluster = _cluster_of(pool, "cluster", gke, ("name",))
-        yield cluster, pool, _gke_zones(pool.props.get("nodeLocations"), cluster), True
+        yield cluster, pool, _gke_zones(pool.props.get("nodeLocations"), cluster)
     aks = list(of_type(resources, AKS_CLUSTER))
     for pool in of_type(resources, AKS_AGENT_POOL):
         cluster = _cluster_of(pool, "resourceName", aks, ("resourceName",))
         zones = pool.props.get("availabilityZones")
-        yield cluster, pool, None if is_unknown(zones) else set(as_list(zones)), True
+        yield cluster, pool, None if is_unknown(zones) else set(as_list(zones))
     for cluster in aks:
         for profile in as_list(cluster.props.get("agentPoolProfiles")):
             zones = get(profile, "availabilityZones")
             name = get(profile, "name", "profile")
             profile_pool = Resource(AKS_AGENT_POOL, f"{cluster.name}/{name}", cluster.urn, {})
-            yield cluster, profile_pool, None if is_unknown(zones) else set(as_list(zones)), True
+            yield cluster, profile_pool, None if is_unknown(zones) else set(as_list(zones))
 
 
 def node_pools_multi_zone(resources: Sequence[Resource], context: Context) -> Iterator[Violation]:
     """Each cluster's node pools together span at least ``minZones`` zones."""
     minimum = int(context.option("minZones"))
     per_cluster: dict[str, tuple[Resource | None, set[str], list[str]]] = {}
-    for cluster, pool, zones, multi_zone in _pools(resources):
+    for cluster, pool, zones in _pools(resources):
         if zones is None:
             continue  # not knowable during preview; `pulumi up` checks again
-        if multi_zone and len(zones) < minimum:
-            yield Violation(
-                f"{short(pool)} runs in {len(zones)} zone(s) {sorted(zones)}; "
-                f"needs at least {minimum}",
-                pool.urn,
-            )
         key = cluster.urn if cluster is not None else pool.urn
         _, seen, names = per_cluster.setdefault(key, (cluster, set(), []))
         seen.update(zones)

@@ -49,35 +49,30 @@ def test_node_group_without_subnets_counts_no_zone() -> None:
     assert found == ["Cluster cluster has node pools in 0 zone(s) [] (nodes-0); needs at least 3"]
 
 
-def test_gke_and_aks_pools() -> None:
+def test_gke_and_aks_pools_count_zones_per_cluster() -> None:
     gke = res("gcp:container/cluster:Cluster", "gke", {"name": "gke", "location": "us-central1"})
-    good_pool = res(
-        "gcp:container/nodePool:NodePool",
-        "good",
-        {"cluster": "gke", "nodeLocations": ["us-central1-a", "us-central1-b", "us-central1-c"]},
-    )
-    narrow_pool = res(
+    narrow = res(
         "gcp:container/nodePool:NodePool",
         "narrow",
-        {"cluster": "gke", "nodeLocations": ["us-central1-a"]},
+        {"cluster": "gke", "nodeLocations": ["us-central1-a", "us-central1-b"]},
     )
-    aks = res(
-        "azure-native:containerservice:ManagedCluster",
-        "aks",
-        {
-            "resourceName": "aks",
-            "agentPoolProfiles": [{"name": "system", "availabilityZones": ["1", "2", "3"]}],
-        },
-    )
-    pool = res(
-        "azure-native:containerservice:AgentPool",
-        "zonal",
-        {"resourceName": "aks", "availabilityZones": ["1"]},
-    )
-    found = messages("node-pools-multi-zone", [gke, good_pool, narrow_pool, aks, pool])
-    assert found == [
-        "NodePool narrow runs in 1 zone(s) ['us-central1-a']; needs at least 3",
-        "AgentPool zonal runs in 1 zone(s) ['1']; needs at least 3",
+    assert messages("node-pools-multi-zone", [gke, narrow]) == [
+        "Cluster gke has node pools in 2 zone(s) ['us-central1-a', 'us-central1-b'] "
+        "(narrow); needs at least 3"
+    ]
+    # One AKS pool per zone (zone-bound disks) covers three zones together.
+    aks = res("azure-native:containerservice:ManagedCluster", "aks", {"resourceName": "aks"})
+    per_zone = [
+        res(
+            "azure-native:containerservice:AgentPool",
+            f"pool-{zone}",
+            {"resourceName": "aks", "availabilityZones": [zone]},
+        )
+        for zone in ("1", "2", "3")
+    ]
+    assert messages("node-pools-multi-zone", [aks, *per_zone]) == []
+    assert messages("node-pools-multi-zone", [aks, per_zone[0]]) == [
+        "ManagedCluster aks has node pools in 1 zone(s) ['1'] (pool-1); needs at least 3"
     ]
 
 
