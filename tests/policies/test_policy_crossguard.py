@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import pulumi_policy
 import pytest
+import yaml
 from google.protobuf import empty_pb2, struct_pb2
 from policytest_support import STACK
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
@@ -266,3 +267,14 @@ def test_served_pack_announces_levels_and_reports_violations(
         in retention[0].message
     )
     assert (retention[0].urn, retention[0].enforcementLevel) == ("urn:bucket", level)
+
+
+def test_policy_project_file_points_at_the_project_environment() -> None:
+    project = yaml.safe_load((PACK_DIR / "PulumiPolicy.yaml").read_text())
+    assert project["runtime"]["name"] == "python"
+    virtualenv = (PACK_DIR / project["runtime"]["options"]["virtualenv"]).resolve()
+    assert (
+        Path(sys.executable).resolve().is_relative_to(virtualenv)
+        or (virtualenv / "bin" / "python").exists()
+    )
+    assert (PACK_DIR / "__main__.py").is_file()
