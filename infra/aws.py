@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_aws as aws
 
+from components import versions
 from components.aws.bucket import ArchiveBucket, ArchiveBucketArgs
 from components.aws.cluster import Cluster, ClusterArgs
 from components.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
@@ -16,7 +19,19 @@ from infra.config import StackConfig
 from infra.sizing import Sizing
 
 
-def build_aws(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
+@dataclass(frozen=True)
+class AwsFoundation:
+    """The AWS components of a stack and what they hand to the Kubernetes side."""
+
+    network: Network
+    key: Key
+    cluster: Cluster
+    bucket: ArchiveBucket
+    identities: dict[str, WorkloadIdentity]
+    target: ClusterTarget
+
+
+def build_aws(cfg: StackConfig, sizing: Sizing) -> AwsFoundation:
     """Declare the AWS resources and describe the cluster to the Kubernetes side."""
     name = cfg.name
     tags = {"meterplane:customer": cfg.customer, "meterplane:environment": cfg.environment}
@@ -67,7 +82,7 @@ def build_aws(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
     pulumi.export("clusterName", cluster.name)
     pulumi.export("archiveBucket", bucket.name)
     pulumi.export("kmsKeyArn", key.arn)
-    return ClusterTarget(
+    target = ClusterTarget(
         kubeconfig=cluster.kubeconfig,
         zones=zones,
         storage_provisioner="ebs.csi.aws.com",
@@ -76,5 +91,6 @@ def build_aws(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
         archive_kms_key=key.arn,
         # Pod Identity needs no annotation: the association binds the service account.
         identities={account: PodIdentity() for account in identities},
-        flink_plugins="flink-s3-fs-presto-1.20.3.jar",
+        flink_plugins=f"flink-s3-fs-presto-{versions.FLINK_VERSION}.jar",
     )
+    return AwsFoundation(network, key, cluster, bucket, identities, target)

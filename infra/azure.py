@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import authorization, resources
 
+from components import versions
 from components.azure.cluster import Cluster, ClusterArgs
 from components.azure.identity import WorkloadIdentity, WorkloadIdentityArgs
 from components.azure.keyvault import KeyVault, KeyVaultArgs
@@ -27,7 +29,19 @@ def _short(cfg: StackConfig, limit: int) -> str:
     return f"{stem[: limit - 10]}{cfg.environment[:4]}{digest[:6]}"
 
 
-def build_azure(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
+@dataclass(frozen=True)
+class AzureFoundation:
+    """The Azure components of a stack and what they hand to the Kubernetes side."""
+
+    network: Network
+    vault: KeyVault
+    cluster: Cluster
+    archive: ArchiveStorage
+    identities: dict[str, WorkloadIdentity]
+    target: ClusterTarget
+
+
+def build_azure(cfg: StackConfig, sizing: Sizing) -> AzureFoundation:
     """Declare the Azure resources and describe the cluster to the Kubernetes side."""
     name, location = cfg.name, cfg.region
     prefix = cfg.azure.resource_group_prefix if cfg.azure else "meterplane"
@@ -100,7 +114,7 @@ def build_azure(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
     pulumi.export("clusterName", cluster.name)
     pulumi.export("archiveAccount", archive.account_name)
     pulumi.export("keyUri", vault.key_uri_with_version)
-    return ClusterTarget(
+    target = ClusterTarget(
         kubeconfig=cluster.kubeconfig,
         zones=tuple(f"{location}-{zone}" for zone in zones),
         storage_provisioner="disk.csi.azure.com",
@@ -123,5 +137,6 @@ def build_azure(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
                 "org.apache.hadoop.fs.azurebfs.oauth2.WorkloadIdentityTokenProvider"
             ),
         },
-        flink_plugins="flink-azure-fs-hadoop-1.20.3.jar",
+        flink_plugins=f"flink-azure-fs-hadoop-{versions.FLINK_VERSION}.jar",
     )
+    return AzureFoundation(network, vault, cluster, archive, identities, target)

@@ -128,6 +128,9 @@ class StackConfig(_Model):
     def _consistent(self) -> StackConfig:
         if self.environment == "prod" and self.zones < 3:
             raise ValueError("zones: prod stacks must span at least 3 zones")
+        if self.features.entitlements and not self.features.local_customer_data:
+            # Decisions read the customer's subscriptions, which live only in local data.
+            raise ValueError("features.entitlements: needs features.localCustomerData")
         if self.cloud == "gcp" and self.gcp is None:
             raise ValueError("gcp: required when cloud is gcp")
         other = {"aws": ("gcp", "azure"), "gcp": ("azure",), "azure": ("gcp",)}[self.cloud]

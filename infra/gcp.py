@@ -8,9 +8,12 @@ Secret — not declared here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_gcp as gcp
 
+from components import versions
 from components.gcp.bucket import ArchiveBucket, ArchiveBucketArgs
 from components.gcp.cluster import Cluster, ClusterArgs
 from components.gcp.identity import WorkloadIdentity, WorkloadIdentityArgs
@@ -22,7 +25,19 @@ from infra.config import StackConfig
 from infra.sizing import Sizing
 
 
-def build_gcp(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
+@dataclass(frozen=True)
+class GcpFoundation:
+    """The GCP components of a stack and what they hand to the Kubernetes side."""
+
+    network: Network
+    key: Key
+    cluster: Cluster
+    bucket: ArchiveBucket
+    identities: dict[str, WorkloadIdentity]
+    target: ClusterTarget
+
+
+def build_gcp(cfg: StackConfig, sizing: Sizing) -> GcpFoundation:
     """Declare the GCP resources and describe the cluster to the Kubernetes side."""
     if cfg.gcp is None:  # guaranteed by StackConfig; keeps the type checker honest
         raise ValueError("meterplane:gcp: required when cloud is gcp")
@@ -79,7 +94,7 @@ def build_gcp(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
     pulumi.export("clusterName", cluster.name)
     pulumi.export("archiveBucket", bucket.name)
     pulumi.export("kmsKeyId", key.key_id)
-    return ClusterTarget(
+    target = ClusterTarget(
         kubeconfig=cluster.kubeconfig,
         zones=zones,
         storage_provisioner="pd.csi.storage.gke.io",
@@ -92,5 +107,6 @@ def build_gcp(cfg: StackConfig, sizing: Sizing) -> ClusterTarget:
             )
             for account, identity in identities.items()
         },
-        flink_plugins="flink-gs-fs-hadoop-1.20.3.jar",
+        flink_plugins=f"flink-gs-fs-hadoop-{versions.FLINK_VERSION}.jar",
     )
+    return GcpFoundation(network, key, cluster, bucket, identities, target)

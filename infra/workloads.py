@@ -59,7 +59,13 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
     )
     kafka = Kafka(
         f"{name}-kafka",
-        KafkaArgs(sizing.brokers, sizing.partitions, sizing.kafka_volume, prod),
+        KafkaArgs(
+            sizing.brokers,
+            sizing.partitions,
+            sizing.kafka_volume,
+            prod,
+            operator=platform.operators["strimzi"],
+        ),
         after_operators,
     )
     clickhouse = ClickHouse(
@@ -70,6 +76,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             sizing.clickhouse_volume,
             target.zones,
             prod,
+            operator=platform.operators["clickhouse-operator"],
         ),
         after_operators,
     )
@@ -86,6 +93,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             prod=prod,
             plugins=target.flink_plugins,
             extra_configuration=target.flink_configuration,
+            operator=platform.operators["flink-operator"],
         ),
         after_operators,
     )

@@ -36,6 +36,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
     """Container-scoped Azure identity of a pod."""
 
     client_id: pulumi.Output[str]
+    principal_id: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: WorkloadIdentityArgs, opts: pulumi.ResourceOptions | None = None
@@ -72,4 +73,5 @@ class WorkloadIdentity(pulumi.ComponentResource):
             opts=child,
         )
         self.client_id = identity.client_id
-        self.register_outputs({"clientId": self.client_id})
+        self.principal_id = identity.principal_id
+        self.register_outputs({"clientId": self.client_id, "principalId": self.principal_id})

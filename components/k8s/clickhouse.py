@@ -29,6 +29,8 @@ class ClickHouseArgs:
     volume: str
     zones: tuple[str, ...]
     prod: bool
+    # The operator release whose CRDs these custom resources need.
+    operator: pulumi.Resource | None = None
 
     def __post_init__(self) -> None:
         if self.replicas < 2:
@@ -111,7 +113,9 @@ class ClickHouse(pulumi.ComponentResource):
                     "volumeClaimTemplates": [_volume_claim("keeper-data", "20Gi")],
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[args.operator] if args.operator else []
+            ),
         )
 
     def _build_installation(self, args: ClickHouseArgs) -> k8s.apiextensions.CustomResource:

@@ -34,6 +34,8 @@ class FlinkJobArgs:
     clickhouse_url: str
     prod: bool
     plugins: str = ""
+    # The operator release whose CRDs these custom resources need.
+    operator: pulumi.Resource | None = None
     extra_configuration: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -132,7 +134,9 @@ class FlinkJob(pulumi.ComponentResource):
                     "state": "running",
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[account, *([args.operator] if args.operator else [])]
+            ),
         )
         self.register_outputs({})
 

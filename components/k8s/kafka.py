@@ -30,6 +30,8 @@ class KafkaArgs:
     partitions: int
     broker_volume: str
     prod: bool
+    # The operator release whose CRDs these custom resources need.
+    operator: pulumi.Resource | None = None
 
     def __post_init__(self) -> None:
         if self.brokers < 3:
@@ -64,6 +66,7 @@ class Kafka(pulumi.ComponentResource):
     ) -> None:
         super().__init__("meterplane:k8s:Kafka", name, None, opts)
         self._name = name
+        self._operator = [args.operator] if args.operator else []
         cluster_label = {"strimzi.io/cluster": names.KAFKA_CLUSTER}
         controllers = self._pool("controller", 3, "50Gi", ["controller"], args.prod, "1", "2Gi")
         brokers = self._pool(
@@ -161,7 +164,7 @@ class Kafka(pulumi.ComponentResource):
                 },
                 "template": _spread(pool, prod),
             },
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._operator),
         )
 
     def _topic(
