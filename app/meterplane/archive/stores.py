@@ -239,6 +239,9 @@ class S3Store:
         return self._call("ListObjectsV2", pages)
 
     def encryption(self, key: str) -> dict[str, str | None]:
+        # Ask KMS again for every object: a key disabled since the preflight must stop the
+        # run before its rows are deleted, even where the store would still serve them.
+        self._key_ids = None
         head = self._call(
             f"HeadObject {key}",
             lambda: self._s3.head_object(Bucket=self.bucket, Key=self.prefix + key),

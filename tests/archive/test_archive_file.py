@@ -1,0 +1,211 @@
+"""The archiver's contract on a local ``file://`` store: what moves, what stays, what the
+cold tier reads back, and exactly-once across hot and cold when a run is interrupted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meterplane.archive.cold import cold_parts
+from meterplane.archive.errors import ArchiveError
+from meterplane.archive.exporter import STEPS, Archiver, Unit
+from meterplane.archive.layout import sha256_hex
+from meterplane.archive.stores import FileStore, open_store, parse_archive_url
+from meterplane.core.errors import ConfigError
+from meterplane.core.timeutil import from_us
+from tests.archive.support import (
+    DAY_US,
+    Seeded,
+    cold_rows,
+    engine_of,
+    hot_rows,
+    ident,
+    raw_cold_rows,
+)
+
+RETENTION_DAYS = 7
+
+
+def _split(rows: list[dict[str, Any]], cutoff: dt.date) -> tuple[list[Any], list[Any]]:
+    old = [r for r in rows if r["timestamp"].date() < cutoff]  # type: ignore[attr-defined]
+    return old, [r for r in rows if r not in old]
+
+
+def test_old_days_move_to_cold_and_read_back_identically(seeded: Seeded, tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "cold")
+    with engine_of(seeded.data_dir) as engine:
+        before = hot_rows(engine)
+        archiver = Archiver(
+            engine,
+            store,
+            hot_retention_days=RETENTION_DAYS,
+            rows_per_part=10,  # forces hash shards of each day
+            clock=lambda: seeded.now,
+        )
+        report = archiver.run()
+        after = hot_rows(engine)
+        again = archiver.run()
+
+    cutoff = from_us(seeded.now - RETENTION_DAYS * DAY_US).date()
+    old, recent = _split(before, cutoff)
+    assert {ident(r) for r in before} == seeded.identities
+    assert len(old) > 300
+    assert len(recent) > 100
+    assert after == recent  # recent rows untouched, old ones gone
+    assert cold_rows(store) == old  # every column, exactly as it was hot
+    assert report.rows == len(old) == raw_cold_rows(store)
+    assert len(report.units) > len({r["timestamp"].date() for r in old})  # type: ignore[attr-defined]
+    assert again.rows == 0
+    assert again.units == []
+    assert report.dropped_partitions == []  # the lateness window still reaches them
+
+    for part in cold_parts(store):
+        data = (store.root / part.manifest.object).read_bytes()
+        assert part.manifest.size == len(data)
+        assert part.manifest.sha256 == sha256_hex(data)
+        assert part.manifest.object.startswith(f"events/day={part.day.isoformat()}/part-")
+        assert part.manifest.encryption == {"scheme": "none", "requested": None, "reported": None}
+
+
+def test_sealed_months_are_dropped_whole(seeded: Seeded, tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "cold")
+    later = seeded.now + 80 * DAY_US  # every month ended more than the lateness window ago
+    with engine_of(seeded.data_dir) as engine:
+        before = hot_rows(engine)
+        report = Archiver(engine, store, RETENTION_DAYS, clock=lambda: later).run()
+        parts = engine.query_arrow(
+            "SELECT count() AS n FROM system.parts "
+            "WHERE database = currentDatabase() AND table = 'events' AND active"
+        )
+        assert hot_rows(engine) == []
+    months = sorted({f"{r['timestamp']:%Y%m}" for r in before})
+    assert len(months) == 2
+    assert report.dropped_partitions == months
+    assert parts.column("n")[0].as_py() == 0
+    assert cold_rows(store) == before
+
+
+class Interrupted(Exception):
+    """Raised by the injected fault."""
+
+
+@pytest.mark.slow
+def test_interrupted_at_every_step_then_rerun_leaves_each_event_once(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "cold")
+    with engine_of(seeded.data_dir) as engine:
+        everything = hot_rows(engine)
+        for step in STEPS:
+            seen: list[Unit] = []
+
+            def fault(name: str, unit: Unit, step: str = step, seen: list[Unit] = seen) -> None:
+                if name == step:
+                    seen.append(unit)
+                    raise Interrupted(f"{step} of {unit}")
+
+            archiver = Archiver(engine, store, RETENTION_DAYS, clock=lambda: seeded.now)
+            archiver.fault = fault
+            with pytest.raises(Interrupted):
+                archiver.run()
+            # Whatever the step: nothing lost, and a unit's rows are hot unless verified.
+            hot = {ident(r) for r in hot_rows(engine)}
+            cold = {ident(r) for r in cold_rows(store)}
+            assert hot | cold == seeded.identities, step
+            day_hot = [r for r in hot_rows(engine) if r["timestamp"].date() == seen[0].day]  # type: ignore[attr-defined]
+            assert (day_hot == []) == (step == "deleted"), step
+
+        report = Archiver(engine, store, RETENTION_DAYS, clock=lambda: seeded.now).run()
+        hot_after = hot_rows(engine)
+
+    cutoff = from_us(seeded.now - RETENTION_DAYS * DAY_US).date()
+    old, recent = _split(everything, cutoff)
+    assert report.rows > 0
+    assert hot_after == recent
+    assert cold_rows(store) == old
+    # The reruns wrote the same parts again (same rows, same key): no copy is left over.
+    assert raw_cold_rows(store) == len(old)
+
+
+@pytest.mark.slow
+def test_killed_mid_export_then_cli_rerun_is_exact(seeded: Seeded, tmp_path: Path) -> None:
+    cold_dir = tmp_path / "cold"
+    child = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from meterplane.archive.exporter import Archiver
+        from meterplane.archive.stores import FileStore
+        from meterplane.core.storage import ChdbEngine
+        engine = ChdbEngine(Path({str(seeded.data_dir / "chdb")!r}))
+        units = []
+        def fault(step, unit):
+            if step == "exported":
+                units.append(unit)
+            if step == "uploaded" and len(units) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)  # the data object is written, no manifest
+        Archiver(engine, FileStore(Path({str(cold_dir)!r})), {RETENTION_DAYS},
+                 clock=lambda: {seeded.now}, fault=fault).run()
+        """
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", child], check=False, capture_output=True, timeout=120
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    store = FileStore(cold_dir)
+    orphans = [k for k in store.list("events/") if k.endswith(".parquet")]
+    assert len(orphans) == 2
+    assert len(cold_parts(store)) == 1
+
+    env = {
+        **os.environ,
+        "METERPLANE_ARCHIVE_URL": f"file://{cold_dir}",
+        "METERPLANE_HOT_RETENTION_DAYS": str(RETENTION_DAYS),
+    }
+    env.pop("METERPLANE_ARCHIVE_KMS_KEY", None)
+    cli = [sys.executable, "-m", "meterplane", "archive", "--data-dir", str(seeded.data_dir)]
+    rerun = subprocess.run(cli, check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert rerun.stdout.startswith("archived ")
+
+    with engine_of(seeded.data_dir) as engine:
+        hot = hot_rows(engine)
+    cold = cold_rows(store)
+    assert {ident(r) for r in hot} | {ident(r) for r in cold} == seeded.identities
+    assert not {ident(r) for r in hot} & {ident(r) for r in cold}
+    assert raw_cold_rows(store) == len(cold)
+    manifest = json.loads(store.get(cold_parts(store)[0].manifest_key))
+    assert manifest["rows"] > 0
+    assert manifest["format"] == 1
+
+
+def test_bad_archive_settings_are_one_line_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^METERPLANE_ARCHIVE_URL: .*scheme"):
+        open_store("ftp://bucket/x", None)
+    with pytest.raises(ConfigError, match=r"^METERPLANE_ARCHIVE_KMS_KEY: required for s3://"):
+        open_store("s3://bucket/prefix", None)
+    with pytest.raises(ConfigError, match=r"^METERPLANE_ARCHIVE_KMS_KEY: file://"):
+        open_store(f"file://{tmp_path}", "some-key")
+    loc = parse_archive_url("gs://bucket/a/b/")
+    assert (loc.scheme, loc.bucket, loc.prefix) == ("gs", "bucket", "a/b/")
+
+
+def test_unwritable_directory_fails_before_anything_is_deleted(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with engine_of(seeded.data_dir) as engine:
+        before = hot_rows(engine)
+        with pytest.raises(ArchiveError, match="not-a-dir"):
+            Archiver(engine, FileStore(blocker / "cold"), RETENTION_DAYS).run()
+        assert hot_rows(engine) == before
