@@ -71,7 +71,7 @@ def test_json_report_carries_levels_and_findings() -> None:
     assert prod["findings"][0]["resourceType"] == "aws:kms/key:Key"
 
 
-def test_stack_level_violation_is_reported_against_the_stack() -> None:
+def test_empty_stack_passes() -> None:
     result = check_resources("acme-prod", [], STACK, PackConfig())
     assert result.findings == ()
     assert render_text([result]).endswith("all 1 stack(s) pass\n")
