@@ -193,3 +193,11 @@ def test_limits_options() -> None:
 def test_hardening_level_override(policy: str) -> None:
     bare = {"name": "bare", "image": "x/y:latest"}
     assert_level_override(policy, [deployment(bare)])
+
+
+def test_explicitly_writable_root_filesystem_fails() -> None:
+    writable = container(securityContext={**HARDENED, "readOnlyRootFilesystem": False})
+    assert messages("read-only-root-filesystem", [cronjob(writable)]) == [
+        "CronJob archiver spec.jobTemplate.spec.template.spec container app "
+        "has a writable root filesystem"
+    ]
