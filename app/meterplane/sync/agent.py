@@ -156,6 +156,10 @@ class SyncAgent:
         self._threads: list[threading.Thread] = []
         self._send_at = 0.0
         self._send_backoff = Backoff(config.backoff_base_s, config.backoff_max_s)
+        self._sending = "rollup"
+        # httpx logs every request at INFO: one line per long-poll would bury the one line
+        # per failure that operators need.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         metrics.CURSOR.set(self.state.seq)
 
     # ------------------------------------------------------------------ lifecycle
@@ -275,7 +279,7 @@ class SyncAgent:
             self.drain()
         except ControlPlaneError as err:
             self._send_at = time.monotonic() + self._failed_delay(
-                "publish", err, self._send_backoff, err.retry_after_s
+                self._sending, err, self._send_backoff, err.retry_after_s
             )
             return
         except RawFieldLeak as err:
@@ -298,7 +302,9 @@ class SyncAgent:
             or close_due
             or time.monotonic() - self._last_read >= (self.config.read_every_s)
         ):
-            totals = self.source.totals(force=close_due)
+            # The first read after start is a full one: the source may have consumed its
+            # "changed" flag for a previous agent in the same process.
+            totals = self.source.totals(force=close_due or self._last_read == 0.0)
             self._last_read = time.monotonic()
             if totals is not None:
                 self._latest = {(t.customer, t.feature, t.start): t for t in totals}
@@ -385,18 +391,22 @@ class SyncAgent:
         return limit
 
     def _detect_crossings(self, now: int) -> None:
+        """A crossing is usage reaching a limit it was below of. Raising the limit (a credit
+        grant) re-arms it: usage that reaches the higher limit crosses again, even if no
+        sample saw it below in between."""
         items: list[NewCrossing] = []
         env = self.config.environment
         for key, t in self._latest.items():
             limit = self._limit(t, now)
-            count, was_over = self._crossings.get(key, (0, False))
+            count, crossed = self._crossings.get(key, (0, None))
             over = limit is not None and t.value > 0 and t.value >= limit
-            if over == was_over:
-                continue
             if not over:
-                items.append(NewCrossing(key, count, False, None, None))
+                if crossed is not None:
+                    items.append(NewCrossing(key, count, None, None, None))
                 continue
             assert limit is not None  # over implies a limit
+            if crossed is not None and limit <= crossed:
+                continue  # still over the limit already reported
             count += 1
             eid = lifecycle_id(env, LIMIT_CROSSED, t.customer, t.feature, t.start, count)
             body = msgspec.json.encode(
@@ -413,16 +423,17 @@ class SyncAgent:
                     detectedAt=iso(now) or "",
                 )
             )
-            items.append(NewCrossing(key, count, True, eid, body))
+            items.append(NewCrossing(key, count, limit, eid, body))
         if items:
             self.store.record_crossings(items, now)
             for it in items:
-                self._crossings[it.key] = (it.count, it.over)
+                self._crossings[it.key] = (it.count, it.crossed_limit)
 
     def drain(self) -> int:
         """Send everything in the outbox, oldest first; returns how many were acknowledged."""
         sent = 0
         for kind in ("rollup", "lifecycle"):
+            self._sending = kind
             while not self._stop.is_set():
                 items = self.store.pending(kind, MAX_BATCH)
                 if not items:

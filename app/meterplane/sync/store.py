@@ -8,7 +8,8 @@ disk before it returns).
   record can never be journaled twice);
 - ``marks``: per (customer, feature, period start) the last revision and value put in the
   outbox, so revisions are monotone across restarts;
-- ``crossings``: per period, how many times the limit was crossed and whether usage is over;
+- ``crossings``: per period, how many times a limit was crossed and the limit usage is
+  currently over (NULL when under);
 - ``outbox``: rollups and lifecycle events not yet acknowledged by the control plane. A
   newer rollup revision replaces an unsent older one of the same period (the control plane
   keeps only the latest value anyway), so the outbox holds at most one rollup per period.
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS marks (
     PRIMARY KEY (customer, feature, period_start));
 CREATE TABLE IF NOT EXISTS crossings (
     customer TEXT NOT NULL, feature TEXT NOT NULL, period_start INTEGER NOT NULL,
-    count INTEGER NOT NULL, over INTEGER NOT NULL,
+    count INTEGER NOT NULL, crossed_limit REAL,
     PRIMARY KEY (customer, feature, period_start));
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, item_id TEXT NOT NULL UNIQUE,
@@ -82,7 +83,7 @@ class NewCrossing:
 
     key: PeriodKey
     count: int
-    over: bool
+    crossed_limit: float | None
     item_id: str | None
     body: bytes | None
 
@@ -184,13 +185,13 @@ class AgentStore:
 
     # ------------------------------------------------------------------ crossings
 
-    def crossings(self) -> dict[PeriodKey, tuple[int, bool]]:
-        """Per period: (crossings so far, usage currently at or over the limit)."""
+    def crossings(self) -> dict[PeriodKey, tuple[int, float | None]]:
+        """Per period: (crossings so far, the limit usage is at or over, or None)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT customer, feature, period_start, count, over FROM crossings"
+                "SELECT customer, feature, period_start, count, crossed_limit FROM crossings"
             ).fetchall()
-        return {(c, f, s): (n, bool(o)) for c, f, s, n, o in rows}
+        return {(c, f, s): (n, o) for c, f, s, n, o in rows}
 
     def record_crossings(self, items: Sequence[NewCrossing], now_us: int) -> None:
         """Store crossing states and enqueue their events, atomically."""
@@ -202,7 +203,7 @@ class AgentStore:
                 for it in items:
                     self._db.execute(
                         "INSERT OR REPLACE INTO crossings VALUES (?, ?, ?, ?, ?)",
-                        (*it.key, it.count, int(it.over)),
+                        (*it.key, it.count, it.crossed_limit),
                     )
                     if it.body is not None:
                         self._db.execute(
