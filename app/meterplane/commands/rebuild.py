@@ -7,6 +7,8 @@ Runs on a data directory while ``serve`` is stopped (it takes the same lock). Ex
 from __future__ import annotations
 
 import argparse
+import itertools
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -20,6 +22,9 @@ from meterplane.aggregate.aggregator import (
     write_checkpoint,
 )
 from meterplane.aggregate.rebuild import compare, hot_batches, recompute
+from meterplane.archive.cold import cold_row_count, rebuild_batches
+from meterplane.archive.errors import ArchiveError
+from meterplane.archive.stores import ObjectStore, store_from_settings
 from meterplane.commands._common import add_data_dir, guarded, settings_from
 from meterplane.core.catalog import load_catalog
 from meterplane.core.counters import CounterBook
@@ -35,8 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apply", action="store_true", help="repair drifted counters")
 
 
-def rebuild(data_dir: Path, catalog_path: Path | None, apply: bool, console: Console) -> int:
-    """Recompute, print the drift table, optionally repair; returns the exit status."""
+def rebuild(
+    data_dir: Path,
+    catalog_path: Path | None,
+    apply: bool,
+    console: Console,
+    cold: ObjectStore | None = None,
+) -> int:
+    """Recompute from hot then cold rows (an identity found hot is not counted again from
+    cold), print the drift table, optionally repair; returns the exit status."""
     if not (data_dir / "chdb").exists():
         raise ConfigError(f"METERPLANE_DATA_DIR: no data plane at {data_dir}")
     catalog = load_catalog(catalog_path)
@@ -49,6 +61,7 @@ def rebuild(data_dir: Path, catalog_path: Path | None, apply: bool, console: Con
         live.restore(cp.counters)
         total = engine.query_arrow(f"SELECT count() AS n FROM events WHERE log_pos < {cp.pos}")
         n_rows = total.column("n")[0].as_py() if total.num_rows else 0
+        n_rows += cold_row_count(cold) if cold is not None else 0
         with Progress(
             TextColumn("rebuilding"),
             BarColumn(),
@@ -60,7 +73,10 @@ def rebuild(data_dir: Path, catalog_path: Path | None, apply: bool, console: Con
             task = progress.add_task("rows", total=n_rows)
             rebuilt, applied = recompute(
                 catalog,
-                hot_batches(engine, cp.pos),
+                itertools.chain(
+                    hot_batches(engine, cp.pos),
+                    rebuild_batches(cold, cp.pos) if cold is not None else (),
+                ),
                 progress=lambda n: progress.advance(task, n),
             )
         drift = compare(live, rebuilt)
@@ -90,6 +106,11 @@ def rebuild(data_dir: Path, catalog_path: Path | None, apply: bool, console: Con
 def run(args: argparse.Namespace) -> int:
     def go() -> int:
         settings = settings_from(args)
-        return rebuild(settings.data_dir, settings.catalog, args.apply, Console())
+        cold = store_from_settings(settings)  # METERPLANE_ARCHIVE_URL, or cold/ in data dir
+        try:
+            return rebuild(settings.data_dir, settings.catalog, args.apply, Console(), cold)
+        except ArchiveError as err:  # cold tier unreachable or altered: one line, no repair
+            print(f"meterplane rebuild: {err}", file=sys.stderr)
+            return 1
 
     return guarded(go)
