@@ -40,9 +40,18 @@ JSON = "application/json"
 AuthHeader = Annotated[str | None, Header(alias="Authorization")]
 
 _SCHEMAS, _COMPONENTS = msgspec.json.schema_components(
-    [ChangePage, RollupBatch, LifecycleBatch, BatchResult, Problem],
+    [ChangePage, RollupBatch, LifecycleBatch, BatchResult, Problem, *CHANGE_DATA.values()],
     ref_template="#/components/schemas/{name}",
 )
+# ``ChangeRecord.data`` is typed loosely on the wire (its shape depends on ``type``); the
+# document names the shape of each type.
+_COMPONENTS["ChangeRecord"]["properties"]["data"] = {
+    "description": "Shape by `type`: "
+    + "; ".join(f"{k} -> {v.__name__}" for k, v in CHANGE_DATA.items()),
+    "oneOf": [
+        {"$ref": f"#/components/schemas/{v.__name__}"} for v in dict.fromkeys(CHANGE_DATA.values())
+    ],
+}
 
 
 class AdminChange(msgspec.Struct, forbid_unknown_fields=True):
