@@ -14,6 +14,7 @@ and only the shape of the policies is checked.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
@@ -28,12 +29,19 @@ from policies.core import (
     as_mapping,
     as_number,
     get,
+    is_true,
+    is_unknown,
     of_type,
+    refers_to,
     short,
 )
+from policies.encryption import AKS_CLUSTER, EKS_CLUSTER, GKE_CLUSTER
 from policies.redundancy import DEPLOYMENT, STATEFUL_SET
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+EKS_ADDON = "aws:eks/addon:Addon"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+_AKS_ENFORCERS = frozenset({"azure", "calico", "cilium"})
 DAEMON_SET = "kubernetes:apps/v1:DaemonSet"
 CRON_JOB = "kubernetes:batch/v1:CronJob"
 JOB = "kubernetes:batch/v1:Job"
@@ -253,6 +261,59 @@ def egress_only_sync_agent(resources: Sequence[Resource], context: Context) -> I
         )
 
 
+def _vpc_cni_enforces(addon: Resource) -> bool:
+    """Does this vpc-cni add-on turn on the VPC CNI's NetworkPolicy agent?"""
+    raw = addon.props.get("configurationValues")
+    if is_unknown(raw):
+        return True
+    try:
+        values = json.loads(raw) if isinstance(raw, str) else {}
+    except json.JSONDecodeError:
+        return False
+    return is_true(values.get("enableNetworkPolicy")) if isinstance(values, dict) else False
+
+
+def network_policy_enforced(resources: Sequence[Resource], context: Context) -> Iterator[Violation]:
+    """Every cluster enforces NetworkPolicy; without it the egress rules above are inert."""
+    charts = {str(chart) for chart in context.option("enforcerCharts")}
+    third_party = any(
+        str(release.props.get("chart", "")).rsplit("/", 1)[-1] in charts
+        for release in of_type(resources, HELM_RELEASE)
+    )
+    for cluster in of_type(resources, EKS_CLUSTER):
+        names = [cluster.props.get("name"), cluster.id]
+        addons = [
+            addon
+            for addon in of_type(resources, EKS_ADDON)
+            if addon.props.get("addonName") == "vpc-cni"
+            and refers_to(addon, "clusterName", addon.props.get("clusterName"), cluster, names)
+        ]
+        if not third_party and not any(_vpc_cni_enforces(addon) for addon in addons):
+            yield Violation(
+                f"{short(cluster)} does not enforce NetworkPolicy: no vpc-cni add-on with "
+                'configurationValues {"enableNetworkPolicy": "true"} (nor a listed '
+                "enforcer chart)",
+                cluster.urn,
+            )
+    for cluster in of_type(resources, GKE_CLUSTER):
+        enabled = get(cluster.props, "networkPolicy.enabled")
+        dataplane = cluster.props.get("datapathProvider")
+        if not (is_true(enabled) or dataplane == "ADVANCED_DATAPATH" or is_unknown(dataplane)):
+            yield Violation(
+                f"{short(cluster)} does not enforce NetworkPolicy (networkPolicy.enabled or "
+                "datapathProvider ADVANCED_DATAPATH)",
+                cluster.urn,
+            )
+    for cluster in of_type(resources, AKS_CLUSTER):
+        engine = get(cluster.props, "networkProfile.networkPolicy")
+        if engine not in _AKS_ENFORCERS and not is_unknown(engine):
+            yield Violation(
+                f"{short(cluster)} does not enforce NetworkPolicy "
+                f"(networkProfile.networkPolicy is {engine or 'not set'})",
+                cluster.urn,
+            )
+
+
 POLICIES: tuple[PolicySpec, ...] = (
     PolicySpec(
         name="egress-only-sync-agent",
@@ -288,5 +349,27 @@ POLICIES: tuple[PolicySpec, ...] = (
                 "description": "Workloads allowed an egress rule to any address (reviewed).",
             },
         },
+    ),
+    PolicySpec(
+        name="network-policy-enforced",
+        description="Every cluster enforces Kubernetes NetworkPolicy.",
+        domain="residency",
+        severity=Severity.CRITICAL,
+        remediation=(
+            "EKS: the vpc-cni add-on with configurationValues "
+            '{"enableNetworkPolicy": "true"}; GKE: Dataplane V2 (datapathProvider '
+            "ADVANCED_DATAPATH) or networkPolicy.enabled; AKS: networkProfile.networkPolicy "
+            "azure, calico or cilium."
+        ),
+        validate_stack=network_policy_enforced,
+        options={
+            "enforcerCharts": {
+                "type": "array",
+                "items": {"type": "string"},
+                "default": ["cilium", "tigera-operator"],
+                "description": "Helm charts whose presence enforces NetworkPolicy on EKS.",
+            }
+        },
+        mirrors=("CKV_AZURE_7",),
     ),
 )

@@ -188,3 +188,69 @@ def test_residency_options_and_level_override() -> None:
         == []
     )
     assert_level_override("egress-only-sync-agent", [AGENT, INGEST])
+
+
+# --- network-policy-enforced -----------------------------------------------------------
+
+EKS = res("aws:eks/cluster:Cluster", "eks", {"name": "acme-prod"}, id="acme-prod")
+
+
+def vpc_cni(values: object) -> Any:
+    props = {"addonName": "vpc-cni", "clusterName": "acme-prod"}
+    if values is not None:
+        props["configurationValues"] = values
+    return res("aws:eks/addon:Addon", "vpc-cni", props)
+
+
+def test_enforcing_clusters_pass() -> None:
+    resources = [
+        EKS,
+        vpc_cni('{"enableNetworkPolicy": "true"}'),
+        res("gcp:container/cluster:Cluster", "gke", {"datapathProvider": "ADVANCED_DATAPATH"}),
+        res("gcp:container/cluster:Cluster", "gke-calico", {"networkPolicy": {"enabled": True}}),
+        res(
+            "azure-native:containerservice:ManagedCluster",
+            "aks",
+            {"networkProfile": {"networkPolicy": "cilium"}},
+        ),
+    ]
+    assert messages("network-policy-enforced", resources) == []
+
+
+def test_non_enforcing_clusters_fail() -> None:
+    resources = [
+        EKS,
+        vpc_cni('{"enableNetworkPolicy": "false"}'),
+        res("gcp:container/cluster:Cluster", "gke", {"datapathProvider": "LEGACY_DATAPATH"}),
+        res(
+            "azure-native:containerservice:ManagedCluster",
+            "aks",
+            {"networkProfile": {"networkPolicy": "none"}},
+        ),
+    ]
+    found = messages("network-policy-enforced", resources)
+    assert [message.split(" does not ")[0] for message in found] == [
+        "Cluster eks",
+        "Cluster gke",
+        "ManagedCluster aks",
+    ]
+    assert "networkProfile.networkPolicy is none" in found[2]
+
+
+def test_missing_addon_or_settings_fail() -> None:
+    resources = [EKS, vpc_cni(None), res("azure-native:containerservice:ManagedCluster", "aks", {})]
+    found = messages("network-policy-enforced", resources)
+    assert found[0].startswith("Cluster eks does not enforce NetworkPolicy: no vpc-cni add-on")
+    assert (
+        found[1] == "ManagedCluster aks does not enforce NetworkPolicy "
+        "(networkProfile.networkPolicy is not set)"
+    )
+
+
+def test_enforcer_chart_option_and_level_override() -> None:
+    calico = res(
+        "kubernetes:helm.sh/v3:Release", "calico", {"chart": "tigera-operator", "version": "3.29.0"}
+    )
+    assert messages("network-policy-enforced", [EKS, calico]) == []
+    assert messages("network-policy-enforced", [EKS, calico], {"enforcerCharts": ["cilium"]}) != []
+    assert_level_override("network-policy-enforced", [EKS])
