@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint fmt unit engines engines-setup bench clean
+.PHONY: setup demo test lint fmt unit engines engines-setup objectstores-setup bench clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
@@ -27,12 +27,16 @@ fmt: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint engines-setup
+test: lint engines-setup objectstores-setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Kafka broker + Flink connector jars (Maven Central) and the pinned PyFlink venv, cached in .cache/.
 engines-setup: setup
 	$(BIN)/python -m meterplane.testing.engines setup
+
+# Azurite (npm) and fake-gcs-server (Go module proxy), pinned, cached in .cache/objectstores/.
+objectstores-setup: setup
+	$(BIN)/python -m meterplane.testing.objectstores setup
 
 unit: setup
 	$(BIN)/pytest -m "not engines" $(PYTEST_ARGS)
