@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from meterplane.plan import PlanError, RenderedResource, RenderedStack, render_stack
+from meterplane.plan import PlanError, RenderedResource, RenderedStack
 
 # Inputs worth a glance in the tree, per kind of resource (the JSON has everything).
 _SUMMARY_KEYS = ("replicas", "partitions", "version", "chart", "bucket", "location", "region")
@@ -33,8 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render the stack; exit 1 with one line naming the problem if it is invalid."""
+    # A CLI run is a fresh process, so it renders in-process (one interpreter start
+    # instead of two); library callers use render_stack, which isolates each stack.
+    from meterplane.plan._render import render_here  # noqa: PLC0415
+
     try:
-        rendered = render_stack(args.stack, args.stacks_dir)
+        rendered = render_here(args.stack, args.stacks_dir)
     except PlanError as exc:
         print(f"meterplane plan: {exc}", file=sys.stderr)
         return 1

@@ -28,12 +28,6 @@ __all__ = [
 RENDER_TIMEOUT_S = 120
 
 
-def _cache_dir() -> Path:
-    import infra  # noqa: PLC0415 the program's location anchors the project
-
-    return Path(infra.__file__).resolve().parent.parent / ".cache"
-
-
 def render_stack(stack: str, stacks_dir: Path | None = None) -> RenderedStack:
     """Render ``stacks/Pulumi.<stack>.yaml`` offline and return what it would declare.
 
@@ -51,10 +45,6 @@ def render_stack(stack: str, stacks_dir: Path | None = None) -> RenderedStack:
         if not k.startswith(("PULUMI_", "AWS_", "GOOGLE_", "ARM_", "AZURE_"))
     }
     env["PULUMI_SKIP_UPDATE_CHECK"] = "true"
-    # The provider SDKs are large; without a bytecode cache every render recompiles them
-    # (~5 s). Keep the cache under the project's gitignored .cache/.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.setdefault("PYTHONPYCACHEPREFIX", str(_cache_dir() / "pycache"))
     try:
         done = subprocess.run(
             argv, capture_output=True, text=True, env=env, timeout=RENDER_TIMEOUT_S, check=False

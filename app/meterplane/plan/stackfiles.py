@@ -15,14 +15,23 @@ PROJECT = "meterplane"
 NAMESPACE = "meterplane"
 
 
+def project_dir() -> Path | None:
+    """The checkout holding ``Pulumi.yaml`` and ``infra/``, if the program runs from one."""
+    import infra  # noqa: PLC0415 the program's location anchors the project
+
+    root = Path(infra.__file__).resolve().parent.parent
+    return root if (root / "Pulumi.yaml").is_file() else None
+
+
 def default_stacks_dir() -> Path:
     """``$METERPLANE_STACKS_DIR``, else ``stacks/`` next to the project's ``Pulumi.yaml``."""
     env = os.environ.get("METERPLANE_STACKS_DIR")
     if env:
         return Path(env)
-    import infra  # noqa: PLC0415 the program's location anchors the project
-
-    return Path(infra.__file__).resolve().parent.parent / "stacks"
+    root = project_dir()
+    if root is None:
+        raise PlanError("no stacks directory: set METERPLANE_STACKS_DIR or pass --stacks-dir")
+    return root / "stacks"
 
 
 def list_stacks(stacks_dir: Path | None = None) -> list[str]:
