@@ -18,6 +18,7 @@ from meterplane.core.storage import SqlEngine
 
 log = logging.getLogger(__name__)
 FIRST_RUN_DELAY_S = 30.0  # let start-up recovery finish before the first export
+EMBEDDED_ROWS_PER_PART = 200_000
 
 
 class ArchiveScheduler:
@@ -84,6 +85,9 @@ def start_archiver(
         store,
         hot_retention_days=settings.hot_retention_days,
         lateness_days=settings.lateness_days,
+        # Smaller parts than the one-off command: each export holds the plane's single chdb
+        # session, and the aggregator's checkpoints wait for it.
+        rows_per_part=EMBEDDED_ROWS_PER_PART,
     )
     scheduler = ArchiveScheduler(archiver, settings.archive_interval_s)
     scheduler.start()
