@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from meterplane.aggregate.aggregator import Aggregator
 from meterplane.core.catalog import Catalog, load_catalog
@@ -25,8 +25,13 @@ log = logging.getLogger(__name__)
 class DurableBuffer(Protocol):
     """Makes a validated batch durable; ``append`` returns only once it is."""
 
-    async def append(self, kind: int, received_us: int, body: bytes) -> int:
-        """Store the batch; raise ``BufferUnavailable`` if it cannot be made durable now."""
+    async def append(
+        self, kind: int, received_us: int, body: bytes, items: Sequence[Any] | None = None
+    ) -> int:
+        """Store the batch; raise ``BufferUnavailable`` if it cannot be made durable now.
+
+        ``items`` are the batch's already-decoded items: a buffer may hand them on to
+        its consumer so that the batch is not decoded twice."""
 
     def ready(self) -> bool:
         """Whether the buffer can take batches now."""
@@ -63,8 +68,14 @@ class LogBuffer:
         self._log = log_
         self._aggregator = aggregator
 
-    async def append(self, kind: int, received_us: int, body: bytes) -> int:
-        return await self._log.append(kind, received_us, body)
+    async def append(
+        self, kind: int, received_us: int, body: bytes, items: Sequence[Any] | None = None
+    ) -> int:
+        end = self._log.write(kind, received_us, body)
+        if items is not None:
+            self._aggregator.hint(end, items)  # before it can be read: saves a decode
+        await self._log.durable(end)
+        return end
 
     def ready(self) -> bool:
         return self._aggregator.error is None and self._log.backlog() <= self._log.max_backlog_bytes

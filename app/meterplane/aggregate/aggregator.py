@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from meterplane.ingest.buffer import KIND_EVENTS, Frame, LocalLog
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.msgpack"
+_encode = msgspec.json.Encoder().encode
 _ROW_COLUMNS = (
     "customer_id",
     "idempotency_key",
@@ -105,7 +106,7 @@ def counter_rows(book: CounterBook, keys: Any, version: int) -> dict[str, list[A
         cols["feature_id"].append(feature)
         cols["period_start"].append(start)
         cols["resource_id"].append(resource)
-        cols["period_end"].append(-1 if end is None else end)
+        cols["period_end"].append(end)
         cols["value"].append(None if value is None else float(value))
         cols["updated_at"].append(t)
         cols["version"].append(version)
@@ -139,6 +140,8 @@ class Aggregator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
+        # frame end -> the items ingest already decoded (bounded; a miss just decodes).
+        self._hints: dict[int, Sequence[Any]] = {}
         self.error: BaseException | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -189,6 +192,11 @@ class Aggregator:
         """Call ``fn`` (in the aggregator thread) after each applied batch."""
         self._listeners.append(fn)
 
+    def hint(self, end: int, items: Sequence[Any]) -> None:
+        """Ingest's decoded items for the frame ending at ``end`` (an optimisation only)."""
+        if len(self._hints) < 4096:
+            self._hints[end] = items
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
@@ -220,71 +228,55 @@ class Aggregator:
         return n
 
     def _apply(self, frame: Frame) -> None:
+        """Dedupe a frame's items, count the new ones, and queue their raw rows."""
         out = Outcome()
-        dups = 0
         seen = self.seen
-        rows = self._rows
-        book = self.book
         received = frame.received_us
+        hinted = self._hints.pop(frame.end, None)
         if frame.kind == KIND_EVENTS:
-            for ev in msgspec.json.decode(frame.body, type=EventBatch).events:
-                ident = (ev.customerId, ev.idempotencyKey)
-                if ident in seen:
-                    dups += 1
-                    continue
-                seen[ident] = received
-                ts = received if ev.timestamp is None else to_us(ev.timestamp)
-                resource = ev.resourceId or ""
-                book.apply_event(
-                    ev.customerId, ev.eventName, ev.idempotencyKey, ts, ev.dimensions, resource, out
-                )
-                self._row(rows, ident, "event", ev.eventName, ts, received, resource, ev, frame)
+            items: Sequence[Any] = hinted or msgspec.json.decode(frame.body, type=EventBatch).events
+            keys = [ev.idempotencyKey for ev in items]
+            names = [ev.eventName for ev in items]
+            kind = "event"
         else:
-            for i, u in enumerate(msgspec.json.decode(frame.body, type=UsageBatch).usages):
-                key = u.idempotencyKey or f"~{frame.pos}:{i}"
-                ident = (u.customerId, key)
-                if ident in seen:
-                    dups += 1
-                    continue
-                seen[ident] = received
-                ts = received if u.timestamp is None else to_us(u.timestamp)
-                resource = u.resourceId or ""
-                book.apply_usage(
-                    u.customerId,
-                    u.featureId,
-                    key,
-                    ts,
-                    u.value,
-                    u.updateBehavior == "SET",
-                    resource,
-                    out,
-                )
-                self._row(rows, ident, "usage", u.featureId, ts, received, resource, u, frame)
-        metrics.DUPLICATES.inc(dups)
+            items = hinted or msgspec.json.decode(frame.body, type=UsageBatch).usages
+            # A report without a key gets one from its place in the log: replay-stable.
+            keys = [u.idempotencyKey or f"~{frame.pos}:{i}" for i, u in enumerate(items)]
+            names = [u.featureId for u in items]
+            kind = "usage"
+        fresh = []
+        for i, item in enumerate(items):
+            ident = (item.customerId, keys[i])
+            if ident in seen:
+                continue
+            seen[ident] = received
+            fresh.append(i)
+        new = [items[i] for i in fresh]
+        stamps = [received if it.timestamp is None else to_us(it.timestamp) for it in new]
+        resources = [it.resourceId or "" for it in new]
+        book = self.book
+        if kind == "event":
+            apply = book.apply_event
+            for it, ts, res in zip(new, stamps, resources, strict=True):
+                apply(it.customerId, it.eventName, it.idempotencyKey, ts, it.dimensions, res, out)
+        else:
+            for i, it, ts, res in zip(fresh, new, stamps, resources, strict=True):
+                is_set = it.updateBehavior == "SET"
+                book.apply_usage(it.customerId, names[i], keys[i], ts, it.value, is_set, res, out)
+        n = len(new)
+        rows = self._rows
+        rows["customer_id"] += [it.customerId for it in new]
+        rows["idempotency_key"] += [keys[i] for i in fresh]
+        rows["kind"] += [kind] * n
+        rows["name"] += [names[i] for i in fresh]
+        rows["timestamp"] += stamps
+        rows["ingested_at"] += [received] * n
+        rows["resource_id"] += resources
+        rows["payload"] += [_encode(it) for it in new]
+        rows["log_pos"] += [frame.pos] * n
+        metrics.DUPLICATES.inc(len(items) - n)
         metrics.UNMETERED.inc(out.unmetered)
         metrics.AGGREGATED.inc(out.applied)
-
-    @staticmethod
-    def _row(
-        rows: dict[str, list[Any]],
-        ident: tuple[str, str],
-        kind: str,
-        name: str,
-        ts: int,
-        received: int,
-        resource: str,
-        item: Any,
-        frame: Frame,
-    ) -> None:
-        rows["customer_id"].append(ident[0])
-        rows["idempotency_key"].append(ident[1])
-        rows["kind"].append(kind)
-        rows["name"].append(name)
-        rows["timestamp"].append(ts)
-        rows["ingested_at"].append(received)
-        rows["resource_id"].append(resource)
-        rows["payload"].append(msgspec.json.encode(item).decode())
-        rows["log_pos"].append(frame.pos)
 
     def checkpoint(self) -> None:
         """Store rows, then counters, then the position; then release the log."""

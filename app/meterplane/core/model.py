@@ -16,14 +16,20 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from meterplane.core.errors import InvalidBatch, ItemError, MalformedBody, TooLarge
-from meterplane.core.timeutil import US_PER_S, to_us
+from meterplane.core.timeutil import US_PER_S, from_us
 
 MAX_BATCH = 1000
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-DimValue = str | int | float | bool
 MAX_DIMENSIONS = 64
 MAX_DIMENSION_KEY = 128
 MAX_DIMENSION_VALUE = 1024
+DimValue = Annotated[str, msgspec.Meta(max_length=MAX_DIMENSION_VALUE)] | int | float | bool
+# Limits checked in C while decoding; a non-finite number cannot be written in JSON, and
+# msgspec refuses literals that overflow to infinity ("Number out of range").
+Dimensions = Annotated[
+    dict[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_DIMENSION_KEY)], DimValue],
+    msgspec.Meta(max_length=MAX_DIMENSIONS),
+]
 
 
 class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -33,7 +39,7 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     eventName: Id  # noqa: N815
     idempotencyKey: Id  # noqa: N815
     timestamp: datetime | None = None
-    dimensions: dict[str, DimValue] = {}
+    dimensions: Dimensions = {}
     resourceId: Id | None = None  # noqa: N815
 
 
@@ -47,7 +53,7 @@ class Usage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     timestamp: datetime | None = None
     idempotencyKey: Id | None = None  # noqa: N815
     resourceId: Id | None = None  # noqa: N815
-    dimensions: dict[str, DimValue] = {}
+    dimensions: Dimensions = {}
 
 
 class EventBatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,9 +82,13 @@ class TimeWindow(msgspec.Struct, frozen=True):
     lateness_us: int = 35 * 86_400 * US_PER_S
     ahead_us: int = 5 * 60 * US_PER_S
 
+    def bounds(self, received_us: int) -> tuple[datetime, datetime]:
+        """The earliest and latest accepted instants for a batch received at ``received_us``."""
+        return from_us(received_us - self.lateness_us), from_us(received_us + self.ahead_us)
+
 
 _UNKNOWN = re.compile(r"Object contains unknown field `([^`]*)`")
-_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_PATH = re.compile(r" - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`$")
 
 
 def _split_msgspec_error(err: Exception) -> tuple[str, str]:
@@ -88,7 +98,10 @@ def _split_msgspec_error(err: Exception) -> tuple[str, str]:
     if not m:
         return "", text
     path = m.group("path").lstrip(".")
-    return path, text[: m.start()]
+    message = text[: m.start()]
+    if m.group("key"):
+        message = f"key: {message}"
+    return path, message
 
 
 _EVENT_FIELDS = frozenset(Event.__struct_fields__)
@@ -115,8 +128,10 @@ def _dimension_key(raw: msgspec.Raw) -> str | None:
     if not isinstance(dims, dict):
         return None
     for key, value in dims.items():
-        ok = isinstance(value, str | bool | int) or (
-            isinstance(value, float) and math.isfinite(value)
+        ok = (
+            (isinstance(value, str) and len(value) <= MAX_DIMENSION_VALUE)
+            or isinstance(value, bool | int)
+            or (isinstance(value, float) and math.isfinite(value))
         )
         if not ok:
             return str(key)
@@ -154,38 +169,21 @@ def _check_count(n: int, what: str) -> None:
         raise TooLarge(f"{n} {what} in one request; at most {MAX_BATCH} are accepted")
 
 
-def _check_dimensions(i: int, dims: dict[str, DimValue], errors: list[ItemError]) -> None:
-    if len(dims) > MAX_DIMENSIONS:
-        errors.append(
-            ItemError(i, "dimensions", f"{len(dims)} dimensions; at most {MAX_DIMENSIONS}")
-        )
-        return
-    for key, value in dims.items():
-        if not key or len(key) > MAX_DIMENSION_KEY:
-            errors.append(
-                ItemError(i, "dimensions", f"key {key[:40]!r} must be 1-{MAX_DIMENSION_KEY} chars")
-            )
-        elif isinstance(value, str) and len(value) > MAX_DIMENSION_VALUE:
-            errors.append(
-                ItemError(i, f"dimensions.{key}", f"string longer than {MAX_DIMENSION_VALUE} chars")
-            )
-        elif isinstance(value, float) and not math.isfinite(value):
-            errors.append(ItemError(i, f"dimensions.{key}", "number must be finite"))
-
-
 def _check_time(
-    i: int, ts: datetime | None, received_us: int, window: TimeWindow, errors: list[ItemError]
+    i: int,
+    ts: datetime | None,
+    bounds: tuple[datetime, datetime],
+    window: TimeWindow,
+    errors: list[ItemError],
 ) -> None:
     if ts is None:
         return
     if ts.tzinfo is None:
         errors.append(ItemError(i, "timestamp", "RFC 3339 timestamp must carry an offset"))
-        return
-    us = to_us(ts)
-    if us < received_us - window.lateness_us:
+    elif ts < bounds[0]:
         days = window.lateness_us // (86_400 * US_PER_S)
         errors.append(ItemError(i, "timestamp", f"older than the lateness window ({days} days)"))
-    elif us > received_us + window.ahead_us:
+    elif ts > bounds[1]:
         errors.append(
             ItemError(i, "timestamp", f"more than {window.ahead_us // US_PER_S} s in the future")
         )
@@ -194,10 +192,10 @@ def _check_time(
 def decode_events(body: bytes, received_us: int, window: TimeWindow) -> list[Event]:
     """Decode and validate an events batch (``InvalidBatch``, ``TooLarge``, ``MalformedBody``)."""
 
+    bounds = window.bounds(received_us)
+
     def semantic(i: int, ev: Event, errors: list[ItemError]) -> None:
-        _check_time(i, ev.timestamp, received_us, window, errors)
-        if ev.dimensions:
-            _check_dimensions(i, ev.dimensions, errors)
+        _check_time(i, ev.timestamp, bounds, window, errors)
 
     try:
         batch = msgspec.json.decode(body, type=EventBatch)
@@ -222,12 +220,12 @@ def decode_events(body: bytes, received_us: int, window: TimeWindow) -> list[Eve
 def decode_usages(body: bytes, received_us: int, window: TimeWindow) -> list[Usage]:
     """Decode and validate a usage batch (same rules as events, plus finite values)."""
 
+    bounds = window.bounds(received_us)
+
     def semantic(i: int, u: Usage, errors: list[ItemError]) -> None:
         if isinstance(u.value, float) and not math.isfinite(u.value):
             errors.append(ItemError(i, "value", "number must be finite"))
-        _check_time(i, u.timestamp, received_us, window, errors)
-        if u.dimensions:
-            _check_dimensions(i, u.dimensions, errors)
+        _check_time(i, u.timestamp, bounds, window, errors)
 
     try:
         batch = msgspec.json.decode(body, type=UsageBatch)

@@ -65,12 +65,10 @@ class ChdbEngine:
         names = list(columns)
         if not names or not len(columns[names[0]]):
             return
-        casts = ", ".join(_CASTS.get(n, n) for n in names)
-        frame = {n: list(v) for n, v in columns.items()}  # noqa: F841 - chdb reads it by name
+        frame = to_arrow(columns)  # noqa: F841 - chdb's Python() reads it by name
         with self._lock:
-            # chdb's Python() table function reads the local dict by name.
             self._session.query(
-                f"INSERT INTO {table} ({', '.join(names)}) SELECT {casts} FROM Python(frame)"
+                f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM Python(frame)"
             )
 
     def close(self) -> None:
@@ -79,12 +77,26 @@ class ChdbEngine:
             self._session.close()
 
 
-# Instants travel as Int64 microseconds (exact) and are typed at the engine.
-_CASTS = {
-    n: f"fromUnixTimestamp64Micro({n}, 'UTC')"
-    for n in ("timestamp", "ingested_at", "period_start", "updated_at")
+# Instants travel as int microseconds (exact) and become Arrow timestamps, which both
+# chdb and clickhouse-connect map to DateTime64(6, 'UTC'); None is NULL.
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "timestamp": _TIMESTAMP,
+    "ingested_at": _TIMESTAMP,
+    "period_start": _TIMESTAMP,
+    "period_end": _TIMESTAMP,
+    "updated_at": _TIMESTAMP,
+    "applied_at": _TIMESTAMP,
+    "log_pos": pa.uint64(),
+    "version": pa.uint64(),
+    "value": pa.float64(),
+    "payload": pa.binary(),  # JSON bytes as received: no UTF-8 round trip through str
 }
-_CASTS["period_end"] = "if(period_end < 0, NULL, fromUnixTimestamp64Micro(period_end, 'UTC'))"
+
+
+def to_arrow(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
+    """Column-wise rows as an Arrow table, typed by column name (see ``ARROW_TYPES``)."""
+    return pa.table({n: pa.array(v, type=ARROW_TYPES.get(n)) for n, v in columns.items()})
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,7 @@ def migrate(engine: SqlEngine, migrations: Iterable[Migration] | None = None) ->
     table = engine.query_arrow("SELECT version FROM schema_migrations")
     done = set(table.column(0).to_pylist()) if table.num_columns else set()
     applied = []
-    for m in migrations if migrations is not None else load_migrations():
+    for m in migrations if migrations is not None else load_migrations():  # in order
         if m.version in done:
             continue
         for statement in _statements(m.sql):

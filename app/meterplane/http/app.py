@@ -155,11 +155,13 @@ def create_app(
         auth(key)
         body = await _read_body(request, max_body_bytes)
         received = now_us()
+        items: list[Any]
         if kind == KIND_EVENTS:
-            n = len(decode_events(body, received, window))
+            items = decode_events(body, received, window)
         else:
-            n = len(decode_usages(body, received, window))
-        await buffer.append(kind, received, body)
+            items = decode_usages(body, received, window)
+        n = len(items)
+        await buffer.append(kind, received, body, items)
         metrics.ITEMS_ACCEPTED.labels("event" if kind == KIND_EVENTS else "usage").inc(n)
         return _json(Accepted(n), 202)
 

@@ -163,15 +163,19 @@ class LocalLog:
     async def append(self, kind: int, received_us: int, body: bytes) -> int:
         """Append a batch and return once it is on disk (the only path to a 202)."""
         end = self.write(kind, received_us, body)
+        await self.durable(end)
+        return end
+
+    async def durable(self, end: int) -> None:
+        """Return once everything up to ``end`` is on disk."""
         if end <= self.durable_end:
-            return end
+            return
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         with self._cond:
             self._waiters.append((end, loop, fut))
             self._cond.notify_all()
         await fut
-        return end
 
     def append_sync(self, kind: int, received_us: int, body: bytes) -> int:
         """Blocking ``append`` for callers without an event loop (benchmarks, tools)."""
