@@ -62,7 +62,7 @@ class ArchiveScheduler:
             log.exception("archive run failed")
         else:
             self.last_report, self.last_error = report, None
-            log.info("%s", report.summary())
+            log.log(logging.INFO if report.units else logging.DEBUG, "%s", report.summary())
         finally:
             self.runs += 1
 
