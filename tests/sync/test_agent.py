@@ -116,6 +116,12 @@ def test_rollups_follow_the_interval_with_growing_revisions_and_exact_totals(
         rig.agent._stop.wait(1.0)
         assert admin.state()["counts"]["rollups_accepted"] == accepted
         assert admin.state()["counts"]["rollups_duplicate"] == 0
+        # Governance sets the interval: an hour from now on, so a change waits for it.
+        admin.push("governance.updated", {"rollupIntervalSeconds": 3600})
+        wait_until(lambda: rig.agent.rollup_interval_s == 3600, 10, "interval in force")
+        rig.count("acme", 1)
+        rig.agent._stop.wait(1.0)
+        assert admin.totals()[("acme", "api-calls", start)] == 5
     finally:
         rig.agent.stop()
 

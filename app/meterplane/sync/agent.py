@@ -70,10 +70,15 @@ class AgentConfig:
     read_every_s: float = 0.25
 
     @staticmethod
-    def from_settings(settings: Settings, read_every_s: float = 0.25) -> AgentConfig:
-        """From ``METERPLANE_CONTROL_PLANE_*`` and ``METERPLANE_SYNC_*`` settings."""
+    def from_settings(settings: Settings, read_every_s: float = 1.0) -> AgentConfig:
+        """From ``METERPLANE_CONTROL_PLANE_*`` and ``METERPLANE_SYNC_*`` settings.
+
+        ``read_every_s`` bounds how often counters are read (a full pass over them): limit
+        crossings are noticed within it; interval rollups and period closes read at once.
+        """
         if not settings.control_plane_url:
             raise ConfigError("METERPLANE_CONTROL_PLANE_URL: required to sync")
+        url = check_url(settings.control_plane_url)
         if not settings.control_plane_token:
             raise ConfigError(
                 "METERPLANE_CONTROL_PLANE_TOKEN: required with METERPLANE_CONTROL_PLANE_URL"
@@ -84,7 +89,7 @@ class AgentConfig:
                 "METERPLANE_CONTROL_PLANE_ENVIRONMENT: required with METERPLANE_CONTROL_PLANE_URL"
             )
         return AgentConfig(
-            url=check_url(settings.control_plane_url),
+            url=url,
             environment=settings.control_plane_environment,
             token=settings.control_plane_token,
             poll_wait_s=settings.sync_poll_interval_s,
@@ -92,7 +97,7 @@ class AgentConfig:
             backoff_base_s=settings.sync_backoff_base_s,
             backoff_max_s=settings.sync_backoff_max_s,
             tick_s=min(0.25, settings.sync_poll_interval_s),
-            read_every_s=read_every_s,
+            read_every_s=min(read_every_s, settings.sync_rollup_interval_s),
         )
 
 
