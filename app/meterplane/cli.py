@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("meterplane.commands.serve", "run the whole data plane in one process"),
     "demo": ("meterplane.commands.demo", "start an embedded plane, drive traffic, print results"),
     "rebuild": ("meterplane.commands.rebuild", "recompute counters from raw events; report drift"),
+    "ingest": ("meterplane.commands.ingest", "ingest API with Kafka as the durable buffer"),
+    "entitlements": ("meterplane.commands.entitlements", "checks from the Kafka counters stream"),
     "archive": ("meterplane.commands.archive", "move old raw events to the cold tier, once"),
     "plan": ("meterplane.commands.plan", "render a customer stack offline (Pulumi mocks)"),
     "policy-check": ("meterplane.commands.policy_check", "run the policy pack over stacks"),

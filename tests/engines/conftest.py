@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from meterplane.testing import engines
 
 _names = itertools.count()

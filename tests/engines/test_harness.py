@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
+
 from meterplane.testing import engines
 
 pytestmark = pytest.mark.engines

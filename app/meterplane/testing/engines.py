@@ -182,16 +182,24 @@ def ensure_all() -> None:
     ensure_flink_venv()
 
 
+def flink_env(log_dir: Path | None = None) -> dict[str, str]:
+    """Environment for a Flink-venv process: ``app/`` importable, Flink logs in ``log_dir``."""
+    env = dict(os.environ, PYTHONPATH=str(repo_root() / "app"))
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env["FLINK_LOG_DIR"] = str(log_dir)
+    return env
+
+
 def run_flink_module(
     python: Path, module: str, args: Sequence[str], timeout: float = 180.0
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m module args`` in the Flink environment with ``app/`` importable."""
-    env = dict(os.environ, PYTHONPATH=str(repo_root() / "app"))
     return subprocess.run(
         [str(python), "-m", module, *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=flink_env(),
         timeout=timeout,
         check=False,
     )

@@ -1,0 +1,394 @@
+"""The aggregation job on Flink: events topic -> dedup -> exact counters -> counters topic.
+
+Run in the Flink environment (``.flink-venv`` locally, the job image in production):
+``python -m meterplane_flink.job --bootstrap HOST:PORT --catalog catalog.yaml ...``
+
+Pipeline (one keyed operator, key = customerId, which is also the Kafka record key, so a
+customer's records arrive in their partition's order):
+
+1. ``KafkaSource`` reads the events topic (one record = one customer's chunk of a request,
+   see ``meterplane.kafka.records``); offsets are part of each checkpoint.
+2. ``CountOperator.process_element`` drops every item whose identity
+   (customerId, idempotencyKey) is in the ``seen`` map state — whose entries expire after
+   the dedup window (state TTL, processing time) — records the rest as seen, and applies
+   them with the reference semantics of ``meterplane.core.counters.CounterBook``; counter
+   states live in the ``counters`` map state, so a checkpoint holds exactly the counters
+   of the offsets it holds: a restart from it neither loses nor double-counts.
+3. Mini-batch: changed counters are marked in ``pending`` and published by a
+   processing-time timer at most ``--mini-batch-ms`` later (the latency bound; 0 publishes
+   every change at once). Each publication carries the counter's version (its update
+   count), so readers ignore the older values a replay after a restart re-emits.
+4. A Kafka table sink (key = customer/feature/period/resource) writes them to the
+   compacted counters topic, which the entitlement service and the ClickHouse loader read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import site
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+from pyflink.common import Configuration, Row, Types, WatermarkStrategy
+from pyflink.common.serialization import SimpleStringSchema
+from pyflink.common.time import Time
+from pyflink.datastream import (
+    CheckpointingMode,
+    ExternalizedCheckpointRetention,
+    KeyedProcessFunction,
+    RuntimeContext,
+    StreamExecutionEnvironment,
+)
+from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig
+from pyflink.table import StreamTableEnvironment
+
+from meterplane.core.catalog import DEFAULT_CATALOG, parse_catalog
+from meterplane.core.counters import KINDS, Counter, CounterBook, CounterKey, Outcome
+from meterplane.core.model import Event, Usage
+from meterplane.core.timeutil import to_us
+from meterplane.kafka.records import (
+    KEY_SEP,
+    KIND_EVENTS,
+    CounterRecord,
+    counter_key,
+    decode_events_record,
+    encode_counter,
+    record_customer,
+    usage_key,
+)
+
+_decode_event = msgspec.json.Decoder(Event).decode
+_decode_usage = msgspec.json.Decoder(Usage).decode
+_encode_state = msgspec.json.Encoder().encode
+_decode_state = msgspec.json.Decoder().decode
+
+
+def _state_key(feature: str, start: int, resource: str) -> str:
+    return f"{feature}{KEY_SEP}{start}{KEY_SEP}{resource}"
+
+
+def _parse_state_key(customer: str, key: str) -> CounterKey:
+    feature, start, resource = key.split(KEY_SEP)
+    return (customer, feature, int(start), resource)
+
+
+class StateCounters(dict[CounterKey, Counter]):
+    """The counters of one customer for one element, loaded lazily from map state.
+
+    ``CounterBook`` looks counters up with ``counters.get`` and creates missing ones: this
+    mapping answers ``get`` from Flink state, so only touched counters are read, and after
+    the element the touched ones (``book.dirty``) are written back with a new version.
+    """
+
+    def __init__(self, state: Any, book: CounterBook, versions: dict[CounterKey, int]) -> None:
+        super().__init__()
+        self._state = state
+        self._book = book
+        self._versions = versions
+
+    def get(self, ck: CounterKey, default: Any = None) -> Any:  # type: ignore[override]
+        if dict.__contains__(self, ck):
+            return dict.__getitem__(self, ck)
+        raw = self._state.get(_state_key(ck[1], ck[2], ck[3]))
+        if raw is None:
+            return default
+        end, kind, state, version = _decode_state(raw)
+        counter = KINDS[kind](*state)
+        dict.__setitem__(self, ck, counter)
+        self._book.period_end[ck] = end
+        self._versions[ck] = version
+        return counter
+
+
+def _counter_record(
+    ck: CounterKey, end: int | None, counter: Counter, version: int
+) -> CounterRecord:
+    customer, feature, start, resource = ck
+    return CounterRecord(
+        customer,
+        feature,
+        start,
+        resource,
+        end,
+        counter.value(),
+        version,
+        time.time_ns() // 1000,
+    )
+
+
+class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
+    """Dedup + counters for the customer of the current key (see the module docstring).
+
+    Defined at module level so Flink pickles it by reference; the catalog travels as its
+    YAML text and is parsed again in ``open`` on the task manager.
+    """
+
+    def __init__(self, catalog_text: str, dedup_window_s: float, mini_batch_ms: int) -> None:
+        self.catalog_text = catalog_text
+        self.dedup_window_s = dedup_window_s
+        self.mini_batch_ms = mini_batch_ms
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        ttl = (
+            StateTtlConfig.new_builder(Time.milliseconds(int(self.dedup_window_s * 1000)))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            .cleanup_full_snapshot()
+            .build()
+        )
+        seen = MapStateDescriptor("seen", Types.STRING(), Types.LONG())
+        seen.enable_time_to_live(ttl)
+        self.seen = runtime_context.get_map_state(seen)
+        self.counters = runtime_context.get_map_state(
+            MapStateDescriptor("counters", Types.STRING(), Types.STRING())
+        )
+        self.pending = runtime_context.get_map_state(
+            MapStateDescriptor("pending", Types.STRING(), Types.BOOLEAN())
+        )
+        catalog = parse_catalog(yaml.safe_load(self.catalog_text) or {}, "catalog")
+        self.book = CounterBook(catalog)
+        metrics = runtime_context.get_metrics_group()
+        self.duplicates = metrics.counter("duplicates")
+        self.unmetered = metrics.counter("unmetered")
+
+    def process_element(self, value: str, ctx: Any) -> Iterator[Row]:
+        record = decode_events_record(value.encode())
+        book = self.book
+        versions: dict[CounterKey, int] = {}
+        book.counters = StateCounters(self.counters, book, versions)
+        book.period_end = {}
+        book.dirty = set()
+        out = Outcome()
+        dups = 0
+        received = record.received_us
+        seen = self.seen
+        if record.kind == KIND_EVENTS:
+            for raw in record.items:
+                ev = _decode_event(raw)
+                if seen.contains(ev.idempotencyKey):
+                    dups += 1
+                    continue
+                seen.put(ev.idempotencyKey, received)
+                ts = received if ev.timestamp is None else to_us(ev.timestamp)
+                book.apply_event(
+                    ev.customerId,
+                    ev.eventName,
+                    ev.idempotencyKey,
+                    ts,
+                    ev.dimensions,
+                    ev.resourceId or "",
+                    out,
+                )
+        else:
+            for index, raw in zip(record.indexes, record.items, strict=True):
+                u = _decode_usage(raw)
+                key = u.idempotencyKey or usage_key(record.batch_id, index)
+                if seen.contains(key):
+                    dups += 1
+                    continue
+                seen.put(key, received)
+                ts = received if u.timestamp is None else to_us(u.timestamp)
+                book.apply_usage(
+                    u.customerId,
+                    u.featureId,
+                    key,
+                    ts,
+                    u.value,
+                    u.updateBehavior == "SET",
+                    u.resourceId or "",
+                    out,
+                )
+        if dups:
+            self.duplicates.inc(dups)
+        if out.unmetered:
+            self.unmetered.inc(out.unmetered)
+        changed = []
+        for ck in book.dirty:
+            version = versions.get(ck, 0) + 1
+            counter = book.counters[ck]
+            state = [book.period_end[ck], counter.kind, counter.state(), version]
+            skey = _state_key(ck[1], ck[2], ck[3])
+            self.counters.put(skey, _encode_state(state).decode())
+            changed.append((ck, book.period_end[ck], counter, version, skey))
+        if self.mini_batch_ms <= 0:
+            for ck, end, counter, version, _ in changed:
+                yield _emit(ck, end, counter, version)
+            return
+        for *_, skey in changed:
+            self.pending.put(skey, True)
+        if changed:
+            now = ctx.timer_service().current_processing_time()
+            ctx.timer_service().register_processing_time_timer(
+                (now // self.mini_batch_ms + 1) * self.mini_batch_ms
+            )
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterable[Row]:
+        customer = ctx.get_current_key()
+        keys = list(self.pending.keys())
+        for skey in keys:
+            raw = self.counters.get(skey)
+            if raw is None:
+                continue
+            end, kind, state, version = _decode_state(raw)
+            ck = _parse_state_key(customer, skey)
+            yield _emit(ck, end, KINDS[kind](*state), version)
+        self.pending.clear()
+
+
+def _emit(ck: CounterKey, end: int | None, counter: Counter, version: int) -> Row:
+    key = counter_key(*ck).decode()
+    return Row(key, encode_counter(_counter_record(ck, end, counter, version)).decode())
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The most recent completed checkpoint under ``checkpoint_dir`` (any job id)."""
+    done = [p.parent for p in checkpoint_dir.glob("*/chk-*/_metadata")]
+    if not done:
+        return None
+    return max(done, key=lambda p: (p.stat().st_mtime_ns, int(p.name.removeprefix("chk-"))))
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="meterplane_flink.job", description=__doc__.splitlines()[0])
+    p.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    p.add_argument("--events-topic", default="events")
+    p.add_argument("--counters-topic", default="counters")
+    p.add_argument("--group-id", default="meterplane-aggregate")
+    p.add_argument("--catalog", type=Path, help="catalog file (default: the bundled sample)")
+    p.add_argument("--checkpoint-dir", type=Path, required=True, help="checkpoint storage dir")
+    p.add_argument("--checkpoint-interval-ms", type=int, default=1000)
+    p.add_argument(
+        "--mini-batch-ms", type=int, default=200, help="latency bound of counter publication"
+    )
+    p.add_argument("--dedup-window-s", type=float, default=86_400.0)
+    p.add_argument("--parallelism", type=int, default=1)
+    p.add_argument("--connector-jar", type=Path, help="Flink Kafka connector jar (local mode)")
+    p.add_argument(
+        "--no-restore",
+        action="store_true",
+        help="start fresh even if the checkpoint dir holds a completed checkpoint",
+    )
+    p.add_argument(
+        "--bounded",
+        action="store_true",
+        help="stop at the topic's current end (tests and backfills)",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build and run the job (blocks until it ends or the process is stopped)."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    _export_python_path()
+    catalog_text = _catalog_text(args.catalog)
+    parse_catalog(yaml.safe_load(catalog_text) or {}, "catalog")  # fail fast on a bad file
+    checkpoint_dir: Path = args.checkpoint_dir.resolve()
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    config = Configuration()
+    # Thread mode runs the Python operator inside the JVM (pemja): state reads and writes
+    # are direct calls instead of Beam round trips to a worker process.
+    config.set_string("python.execution-mode", "thread")
+    config.set_string("python.executable", sys.executable)
+    config.set_string("state.backend.type", "hashmap")
+    config.set_string("execution.checkpointing.storage", "filesystem")
+    config.set_string("execution.checkpointing.dir", checkpoint_dir.as_uri())
+    config.set_string("execution.checkpointing.num-retained", "3")
+    config.set_string("restart-strategy.type", "fixed-delay")
+    config.set_string("restart-strategy.fixed-delay.attempts", "2147483647")
+    config.set_string("restart-strategy.fixed-delay.delay", "1 s")
+    if args.connector_jar is not None:
+        config.set_string("pipeline.jars", args.connector_jar.resolve().as_uri())
+    restore = None if args.no_restore else latest_checkpoint(checkpoint_dir)
+    if restore is not None:
+        config.set_string("execution.state-recovery.path", restore.as_uri())
+        print(f"meterplane_flink: restoring from {restore}", flush=True)
+
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.set_parallelism(args.parallelism)
+    env.enable_checkpointing(args.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    env.get_checkpoint_config().set_externalized_checkpoint_retention(
+        ExternalizedCheckpointRetention.RETAIN_ON_CANCELLATION
+    )
+    env.get_checkpoint_config().set_min_pause_between_checkpoints(
+        max(100, args.checkpoint_interval_ms // 2)
+    )
+
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(args.bootstrap)
+        .set_topics(args.events_topic)
+        .set_group_id(args.group_id)
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer(SimpleStringSchema())
+        .set_property("isolation.level", "read_committed")
+        .set_property("fetch.max.wait.ms", "50")
+    )
+    if args.bounded:
+        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    stream = env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "events")
+    counters = (
+        stream.key_by(_record_customer, key_type=Types.STRING())
+        .process(
+            CountOperator(catalog_text, args.dedup_window_s, args.mini_batch_ms),
+            output_type=Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()]),
+        )
+        .name("dedup-and-count")
+        .uid("dedup-and-count")
+    )
+    tenv = StreamTableEnvironment.create(env)
+    tenv.execute_sql(
+        f"""
+        CREATE TABLE counters_sink (k STRING, v STRING) WITH (
+          'connector' = 'kafka',
+          'topic' = '{args.counters_topic}',
+          'properties.bootstrap.servers' = '{args.bootstrap}',
+          'properties.linger.ms' = '5',
+          'properties.compression.type' = 'lz4',
+          'properties.enable.idempotence' = 'true',
+          'properties.acks' = 'all',
+          'key.format' = 'raw',
+          'key.fields' = 'k',
+          'value.format' = 'raw',
+          'value.fields-include' = 'EXCEPT_KEY',
+          'sink.delivery-guarantee' = 'at-least-once'
+        )
+        """
+    )
+    table = tenv.from_data_stream(counters)
+    result = table.execute_insert("counters_sink")
+    result.wait()
+    return 0
+
+
+def _export_python_path() -> None:
+    """Let the interpreter that thread mode embeds in the JVM (pemja) import what we do.
+
+    It starts from the base Python, not this venv, so it needs the venv's site-packages
+    (pemja, pyflink, msgspec, ...) and the directory of ``meterplane`` on PYTHONPATH. The
+    JVM is started after this and inherits the environment.
+    """
+    here = Path(__file__).resolve().parent.parent  # the directory holding meterplane_flink
+    parts = [str(here), *site.getsitepackages()]
+    current = os.environ.get("PYTHONPATH")
+    if current:
+        parts.append(current)
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+
+
+def _catalog_text(path: Path | None) -> str:
+    return (path or DEFAULT_CATALOG).read_text(encoding="utf-8")
+
+
+def _record_customer(value: str) -> str:
+    return record_customer(value.encode())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
