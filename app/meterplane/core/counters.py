@@ -276,6 +276,7 @@ class UsageCounter(Counter):
         return [list(self.set_) if self.set_ else None, [list(d) for d in self.deltas]]
 
 
+_Slot = tuple[int, int | None, Counter, CounterKey]
 KINDS: dict[str, type[Counter]] = {
     c.kind: c
     for c in (
@@ -308,15 +309,15 @@ class CounterBook:
         self.counters: dict[CounterKey, Counter] = {}
         self.period_end: dict[CounterKey, int | None] = {}
         self.dirty: set[CounterKey] = set()
-        # (customer, feature) -> (start, end) of the last period seen: most events fall in
-        # the current period, so this saves the calendar arithmetic.
-        self._periods: dict[tuple[str, str], tuple[int, int | None]] = {}
+        # (customer, feature) -> the current period's (start, end, counter, key): most events
+        # fall in it, so the common case is one lookup, with no calendar arithmetic.
+        self._slots: dict[tuple[str, str], _Slot] = {}
         self.set_catalog(catalog)
 
     def set_catalog(self, catalog: Catalog) -> None:
         """Count with a new catalog from now on (``rebuild`` re-buckets history)."""
         self.catalog = catalog
-        self._periods = {}
+        self._slots = {}
         meters: dict[str, list[tuple[str, Predicate | None, str, str | None]]] = {}
         for name, features in catalog.meters_by_event.items():
             for f in features:
@@ -327,31 +328,35 @@ class CounterBook:
                 )
         self._meters = meters
 
-    def _period(self, customer: str, feature: str, ts: int) -> tuple[int, int | None]:
+    def _slot(self, kind: str, customer: str, feature: str, ts: int) -> _Slot:
+        """The counter for ``ts``'s period; becomes the cached slot unless ``ts`` is late."""
         reset, anchor = self.catalog.period_spec(customer, feature)
-        bounds = period_bounds(reset, anchor, ts)
-        self._periods[customer, feature] = bounds
-        return bounds
+        start, end = period_bounds(reset, anchor, ts)
+        ck = (customer, feature, start, "")
+        counter = self.counters.get(ck)
+        if counter is None:
+            counter = self.counters[ck] = KINDS[kind]()
+            self.period_end[ck] = end
+        slot = (start, end, counter, ck)
+        cached = self._slots.get((customer, feature))
+        if cached is None or start >= cached[0]:
+            self._slots[customer, feature] = slot  # late events leave the current slot alone
+        return slot
 
     def _bump(
         self, kind: str, customer: str, feature: str, ts: int, resource: str, value: Any, key: str
     ) -> None:
-        bounds = self._periods.get((customer, feature))
-        if bounds is None or ts < bounds[0] or (bounds[1] is not None and ts >= bounds[1]):
-            bounds = self._period(customer, feature, ts)
-        ck = (customer, feature, bounds[0], "")
-        counter = self.counters.get(ck)
-        if counter is None:
-            counter = self.counters[ck] = KINDS[kind]()
-            self.period_end[ck] = bounds[1]
-        counter.add(value, ts, key)
-        self.dirty.add(ck)
+        slot = self._slots.get((customer, feature))
+        if slot is None or ts < slot[0] or (slot[1] is not None and ts >= slot[1]):
+            slot = self._slot(kind, customer, feature, ts)
+        slot[2].add(value, ts, key)
+        self.dirty.add(slot[3])
         if resource:
-            ck = (customer, feature, bounds[0], resource)
+            ck = (customer, feature, slot[0], resource)
             counter = self.counters.get(ck)
             if counter is None:
                 counter = self.counters[ck] = KINDS[kind]()
-                self.period_end[ck] = bounds[1]
+                self.period_end[ck] = slot[1]
             counter.add(value, ts, key)
             self.dirty.add(ck)
 
@@ -422,6 +427,7 @@ class CounterBook:
         self.counters.clear()
         self.period_end.clear()
         self.dirty.clear()
+        self._slots = {}
         for customer, feature, start, resource, end, kind, state in rows:
             ck = (customer, feature, start, resource)
             self.counters[ck] = KINDS[kind](*state)

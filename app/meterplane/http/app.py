@@ -12,6 +12,7 @@ import hmac
 import math
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import msgspec
 from fastapi import FastAPI, Header, Query, Request
@@ -134,6 +135,69 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+_CHECK_PREFIX = "/api/v1/customers/"
+_CHECK_SUFFIX = "/entitlements/check"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class FastCheck:
+    """ASGI fast path for ``GET .../entitlements/check``, the hottest request.
+
+    It answers only well-formed, authorized requests; anything else (a bad key, a missing
+    or invalid parameter) goes on to the FastAPI route, so every error keeps one shape
+    and one place. The decision and its encoding are the same objects either way.
+    """
+
+    def __init__(self, app: Any, decider: Decider, auth: Auth) -> None:
+        self.app = app
+        self.decider = decider
+        self.auth = auth
+
+    def _answer(self, scope: dict[str, Any]) -> bytes | None:
+        path: str = scope["path"]
+        if not (path.startswith(_CHECK_PREFIX) and path.endswith(_CHECK_SUFFIX)):
+            return None
+        customer = path[len(_CHECK_PREFIX) : -len(_CHECK_SUFFIX)]
+        if not customer or "/" in customer:
+            return None
+        key = None
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                key = value.decode("latin-1")
+        try:
+            self.auth(key)
+        except Unauthorized:
+            return None
+        params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        feature = params.get("featureId", "")
+        resource = params.get("resourceId")
+        if not 0 < len(feature) <= 255 or (resource is not None and len(resource) > 255):
+            return None
+        raw = params.get("requestedUsage")
+        requested: float | int = 1
+        if raw is not None:
+            try:
+                requested = float(raw)
+            except ValueError:
+                return None
+            if not math.isfinite(requested) or requested < 0:
+                return None
+            if requested.is_integer():
+                requested = int(requested)
+        decision = self.decider.check(customer, feature, requested, resource)
+        metrics.CHECKS.labels("true" if decision.isGranted else "false").inc()
+        return msgspec.json.encode(decision)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            body = self._answer(scope)
+            if body is not None:
+                await send({"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     buffer: DurableBuffer,
     decider: Decider,
@@ -241,4 +305,5 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(FastCheck, decider=decider, auth=auth)
     return app

@@ -118,6 +118,10 @@ class LocalLog:
 
     # ------------------------------------------------------------------ writing
 
+    def acks_waiting(self) -> int:
+        """Requests waiting for their batch to be fsync'd (ingest is busy right now)."""
+        return len(self._waiters)
+
     def backlog(self) -> int:
         """Bytes acked or in flight that the aggregator has not yet processed."""
         return self.written_end - self.processed

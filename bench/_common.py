@@ -1,0 +1,108 @@
+"""Shared pieces of the benchmarks: the Go load generator, a ``serve`` process, stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache"
+LOADGEN = CACHE / "bin" / "loadgen"
+
+
+def loadgen() -> Path:
+    """Build the Go load generator (stdlib only) once; return its path."""
+    src = ROOT / "bench" / "loadgen"
+    newest = max(p.stat().st_mtime for p in src.iterdir())
+    if not LOADGEN.exists() or LOADGEN.stat().st_mtime < newest:
+        LOADGEN.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["go", "build", "-o", str(LOADGEN), "."], cwd=src, check=True)
+    return LOADGEN
+
+
+def run_loadgen(*args: str) -> dict[str, Any]:
+    """Run the load generator; return its JSON result."""
+    out = subprocess.run([str(loadgen()), *args], check=True, capture_output=True, text=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def write_bodies(path: Path, bodies: Sequence[bytes]) -> None:
+    """Bodies for ``loadgen post``: each prefixed by its 4-byte big-endian length."""
+    with path.open("wb") as f:
+        for b in bodies:
+            f.write(struct.pack(">I", len(b)))
+            f.write(b)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(data_dir: Path, **env: str) -> Iterator[tuple[str, str]]:
+    """A ``meterplane serve`` process; yields (base URL, API key)."""
+    key = secrets.token_urlsafe(24)
+    port = free_port()
+    environ = {
+        **os.environ,
+        "METERPLANE_API_KEYS": key,
+        "METERPLANE_DATA_DIR": str(data_dir),
+        "METERPLANE_HTTP_PORT": str(port),
+        "METERPLANE_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "meterplane", "serve"], env=environ)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("serve exited during start-up")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("serve not ready in 60 s")
+            time.sleep(0.1)
+        yield base, key
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-quantile (nearest rank) of ``values``."""
+    s = sorted(values)
+    return s[max(0, min(len(s) - 1, round(q * len(s)) - 1))]
+
+
+def median(values: Sequence[float]) -> float:
+    """The median."""
+    return float(statistics.median(values))
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The benchmark's result: one JSON object as the last line."""
+    print(json.dumps(result, sort_keys=True))

@@ -1,0 +1,107 @@
+"""Entitlement check latency: in-process (the decision itself) and over HTTP at a fixed rate.
+
+``inprocess_p99_us``: one ``Decider.check`` on a populated counter book, timed one call
+at a time. HTTP: the Go load generator sends checks open-loop at ``--rate`` per second
+(default 5,000) for a few seconds against a real ``meterplane serve`` holding the demo's
+traffic; latency counts from the scheduled send time, so queueing is not hidden. Several
+rounds; medians. Run: ``python bench/check.py [--quick] [--rate N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+from _common import emit, median, pct, run_loadgen, serve, write_bodies
+
+from meterplane.core.catalog import load_catalog
+from meterplane.core.timeutil import now_us
+from meterplane.entitlements.decide import Decider
+from meterplane.simulate import CUSTOMERS, generate
+
+FEATURES = ("api-calls", "tokens", "active-users", "seats", "sso", "storage-gb")
+
+
+def inprocess_p99_us(n: int) -> tuple[float, float]:
+    """(p50, p99) of one in-process decision, microseconds."""
+    catalog = load_catalog()
+    traffic = generate(catalog, now_us(), n_events=50_000)
+    assert traffic.expected is not None
+    decider = Decider(lambda: catalog, traffic.expected)
+    samples = []
+    clock = time.perf_counter_ns
+    for i in range(n):
+        customer = CUSTOMERS[i % len(CUSTOMERS)]
+        feature = FEATURES[i % len(FEATURES)]
+        t0 = clock()
+        decider.check(customer, feature, 1)
+        samples.append((clock() - t0) / 1000)
+    return pct(samples, 0.5), pct(samples, 0.99)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a run under 30 s")
+    parser.add_argument("--rate", type=int, default=5000, help="HTTP checks per second")
+    args = parser.parse_args()
+    rounds, seconds = (1, 3) if args.quick else (3, 8)
+    ip50, ip99 = inprocess_p99_us(20_000 if args.quick else 100_000)
+    catalog = load_catalog()
+    traffic = generate(catalog, now_us(), n_events=20_000)
+    p50s, p99s, rates, ok = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_bodies(work / "bodies.bin", traffic.event_batches)
+        paths = work / "paths.txt"
+        paths.write_text(
+            "\n".join(
+                f"/api/v1/customers/{c}/entitlements/check?featureId={f}"
+                for c in CUSTOMERS
+                for f in FEATURES
+            )
+        )
+        with serve(work / "plane") as (base, key):
+            for body in traffic.event_batches:
+                httpx.post(f"{base}/api/v1/events", content=body, headers={"X-API-KEY": key})
+            for _ in range(rounds):
+                res = run_loadgen(
+                    "get",
+                    "-base",
+                    base,
+                    "-paths",
+                    str(paths),
+                    "-rate",
+                    str(args.rate),
+                    "-duration",
+                    f"{seconds}s",
+                    "-header",
+                    f"X-API-KEY:{key}",
+                )
+                p50s.append(res["p50_ms"])
+                p99s.append(res["p99_ms"])
+                rates.append(res["rps"])
+                ok.append(res["statuses"].get("200", 0) == res["requests"] and not res["errors"])
+                print(f"round: {res}", file=sys.stderr)
+    emit(
+        {
+            "bench": "check",
+            "inprocess_p50_us": round(ip50, 2),
+            "inprocess_p99_us": round(ip99, 2),
+            "offered_rate": args.rate,
+            "rounds": rounds,
+            "http_p50_ms": round(median(p50s), 3),
+            "http_p99_ms": round(median(p99s), 3),
+            "http_checks_per_s": round(median(rates)),
+            "all_200": all(ok),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Ingest throughput: HTTP with 1,000-event batches acked after fsync, against the raw path.
+
+``raw_events_per_s`` is the same work without HTTP, measured in the same run: parse and
+validate each body, then append it durably to the log with the same concurrency (so it
+enjoys the same group commit). ``ratio`` = HTTP / raw. Several rounds alternate the two;
+the figures are medians. Run: ``python bench/ingest.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit, median, run_loadgen, serve, write_bodies
+
+from meterplane.core.catalog import load_catalog
+from meterplane.core.model import TimeWindow, decode_events
+from meterplane.core.timeutil import now_us
+from meterplane.ingest.buffer import KIND_EVENTS, LocalLog
+from meterplane.simulate import generate
+
+CONCURRENCY = 8
+
+
+async def _raw(bodies: list[bytes], directory: Path) -> float:
+    log = LocalLog(directory, max_backlog_bytes=1 << 40)
+    window = TimeWindow()
+    queue = list(reversed(bodies))
+
+    async def worker() -> None:
+        while queue:
+            body = queue.pop()
+            received = now_us()
+            decode_events(body, received, window)
+            await log.append(KIND_EVENTS, received, body)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - start
+    log.close()
+    return len(bodies) * 1000 / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a run under 30 s")
+    args = parser.parse_args()
+    batches, rounds = (60, 1) if args.quick else (200, 3)
+    traffic = generate(load_catalog(), now_us(), n_events=batches * 1000, late_share=0.0)
+    bodies = traffic.event_batches
+    http_rates, raw_rates = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_bodies(work / "bodies.bin", bodies)
+        for r in range(rounds):
+            raw_rates.append(asyncio.run(_raw(bodies, work / f"raw{r}")))
+            with serve(work / f"plane{r}") as (base, key):
+                res = run_loadgen(
+                    "post",
+                    "-url",
+                    f"{base}/api/v1/events",
+                    "-bodies",
+                    str(work / "bodies.bin"),
+                    "-concurrency",
+                    str(CONCURRENCY),
+                    "-header",
+                    f"X-API-KEY:{key}",
+                )
+            ok = res["statuses"].get("202", 0)
+            if ok != len(bodies):
+                raise SystemExit(f"only {ok}/{len(bodies)} batches acked: {res}")
+            http_rates.append(ok * 1000 / res["seconds"])
+            print(
+                f"round {r}: http {http_rates[-1]:,.0f} ev/s (p99 {res['p99_ms']} ms), "
+                f"raw {raw_rates[-1]:,.0f} ev/s",
+                file=sys.stderr,
+            )
+    http, raw = median(http_rates), median(raw_rates)
+    emit(
+        {
+            "bench": "ingest",
+            "batches": batches,
+            "batch_size": 1000,
+            "concurrency": CONCURRENCY,
+            "rounds": rounds,
+            "events_per_s": round(http),
+            "raw_events_per_s": round(raw),
+            "ratio": round(http / raw, 3),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

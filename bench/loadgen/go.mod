@@ -1,0 +1,3 @@
+module meterplane/bench/loadgen
+
+go 1.21

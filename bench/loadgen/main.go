@@ -1,0 +1,231 @@
+// Command loadgen drives HTTP load for Meterplane's benchmarks and prints one JSON object.
+//
+// It is a separate Go process so that the load costs little CPU next to the Python server
+// on a 2-core machine, and latencies are measured without a Python client's overhead.
+//
+//	loadgen post -url U -bodies FILE -concurrency N -header K:V
+//	    POSTs every body in FILE (each prefixed by a 4-byte big-endian length) once.
+//	loadgen get -base U -paths FILE -rate R -duration D -header K:V
+//	    GETs the paths in FILE round-robin at R requests/s (open loop) for D.
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type result struct {
+	Requests int            `json:"requests"`
+	Seconds  float64        `json:"seconds"`
+	Statuses map[string]int `json:"statuses"`
+	Errors   int            `json:"errors"`
+	P50Ms    float64        `json:"p50_ms"`
+	P99Ms    float64        `json:"p99_ms"`
+	MaxMs    float64        `json:"max_ms"`
+	RPS      float64        `json:"rps"`
+	Late     int            `json:"late"`
+}
+
+type headers []string
+
+func (h *headers) String() string     { return strings.Join(*h, ",") }
+func (h *headers) Set(v string) error { *h = append(*h, v); return nil }
+
+func client(n int) *http.Client {
+	t := &http.Transport{MaxIdleConns: n, MaxIdleConnsPerHost: n, MaxConnsPerHost: n, DisableCompression: true}
+	return &http.Client{Transport: t, Timeout: 30 * time.Second}
+}
+
+func setHeaders(req *http.Request, hs headers) {
+	for _, h := range hs {
+		k, v, _ := strings.Cut(h, ":")
+		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+}
+
+func summarize(lat []time.Duration, statuses map[string]int, errors int, elapsed time.Duration, late int) result {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pick := func(q float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		i := int(q*float64(len(lat))+0.5) - 1
+		if i < 0 {
+			i = 0
+		}
+		if i >= len(lat) {
+			i = len(lat) - 1
+		}
+		return float64(lat[i].Microseconds()) / 1000
+	}
+	r := result{Requests: len(lat), Seconds: elapsed.Seconds(), Statuses: statuses, Errors: errors,
+		P50Ms: pick(0.50), P99Ms: pick(0.99), Late: late}
+	if len(lat) > 0 {
+		r.MaxMs = float64(lat[len(lat)-1].Microseconds()) / 1000
+	}
+	r.RPS = float64(len(lat)) / elapsed.Seconds()
+	return r
+}
+
+func readBodies(path string) [][]byte {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	var out [][]byte
+	for len(data) >= 4 {
+		n := binary.BigEndian.Uint32(data[:4])
+		out = append(out, data[4:4+n])
+		data = data[4+n:]
+	}
+	return out
+}
+
+func post(args []string) result {
+	fs := flag.NewFlagSet("post", flag.ExitOnError)
+	url := fs.String("url", "", "target URL")
+	bodiesPath := fs.String("bodies", "", "length-prefixed bodies")
+	conc := fs.Int("concurrency", 8, "parallel requests")
+	var hs headers
+	fs.Var(&hs, "header", "K:V (repeatable)")
+	_ = fs.Parse(args)
+	bodies := readBodies(*bodiesPath)
+	c := client(*conc)
+	var next int64 = -1
+	var mu sync.Mutex
+	statuses := map[string]int{}
+	var lat []time.Duration
+	errors := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < *conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := atomic.AddInt64(&next, 1)
+				if int(i) >= len(bodies) {
+					return
+				}
+				req, _ := http.NewRequest("POST", *url, bytes.NewReader(bodies[i]))
+				req.Header.Set("Content-Type", "application/json")
+				setHeaders(req, hs)
+				t0 := time.Now()
+				resp, err := c.Do(req)
+				d := time.Since(t0)
+				mu.Lock()
+				if err != nil {
+					errors++
+				} else {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					statuses[fmt.Sprint(resp.StatusCode)]++
+					lat = append(lat, d)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return summarize(lat, statuses, errors, time.Since(start), 0)
+}
+
+func get(args []string) result {
+	fs := flag.NewFlagSet("get", flag.ExitOnError)
+	base := fs.String("base", "", "base URL")
+	pathsFile := fs.String("paths", "", "file with one path per line")
+	rate := fs.Float64("rate", 1000, "requests per second (open loop)")
+	duration := fs.Duration("duration", 5*time.Second, "how long")
+	workers := fs.Int("workers", 64, "max requests in flight")
+	var hs headers
+	fs.Var(&hs, "header", "K:V (repeatable)")
+	_ = fs.Parse(args)
+	raw, err := os.ReadFile(*pathsFile)
+	if err != nil {
+		panic(err)
+	}
+	paths := strings.Fields(string(raw))
+	c := client(*workers)
+	jobs := make(chan time.Time, *workers)
+	var mu sync.Mutex
+	statuses := map[string]int{}
+	var lat []time.Duration
+	errors := 0
+	var wg sync.WaitGroup
+	var idx int64 = -1
+	for w := 0; w < *workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for scheduled := range jobs {
+				i := atomic.AddInt64(&idx, 1)
+				req, _ := http.NewRequest("GET", *base+paths[int(i)%len(paths)], nil)
+				setHeaders(req, hs)
+				resp, err := c.Do(req)
+				// Latency from the scheduled send time: queueing delay counts (no coordinated omission).
+				d := time.Since(scheduled)
+				mu.Lock()
+				if err != nil {
+					errors++
+				} else {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					statuses[fmt.Sprint(resp.StatusCode)]++
+					lat = append(lat, d)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	interval := time.Duration(float64(time.Second) / *rate)
+	start := time.Now()
+	late := 0
+	for n := 0; ; n++ {
+		at := start.Add(time.Duration(n) * interval)
+		if at.Sub(start) >= *duration {
+			break
+		}
+		if wait := time.Until(at); wait > 0 {
+			time.Sleep(wait)
+		}
+		select {
+		case jobs <- at:
+		default:
+			late++ // every worker busy: the request is sent as soon as one frees up
+			jobs <- at
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return summarize(lat, statuses, errors, time.Since(start), late)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: loadgen post|get [flags]")
+		os.Exit(2)
+	}
+	var r result
+	switch os.Args[1] {
+	case "post":
+		r = post(os.Args[2:])
+	case "get":
+		r = get(os.Args[2:])
+	default:
+		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
+		os.Exit(2)
+	}
+	out, _ := json.Marshal(r)
+	fmt.Println(string(out))
+}
