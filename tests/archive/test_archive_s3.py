@@ -106,8 +106,9 @@ def test_disabled_key_fails_loudly_and_drops_nothing(seeded: Seeded, aws: dict[s
         timeout=120,
     )
     assert done.returncode == 1
-    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("meterplane archive:")]
+    lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("meterplane archive: stopped, unverified days stay hot: s3://")
     assert aws["key_id"] in lines[0]
     assert "Disabled" in lines[0]
     assert done.stdout == ""

@@ -12,7 +12,7 @@ import threading
 
 from meterplane.archive.errors import ArchiveError
 from meterplane.archive.exporter import Archiver, ArchiveReport
-from meterplane.archive.stores import ObjectStore, store_from_settings
+from meterplane.archive.stores import ObjectStore, quiet_sdk_loggers, store_from_settings
 from meterplane.core.settings import Settings
 from meterplane.core.storage import SqlEngine
 
@@ -79,6 +79,7 @@ def start_archiver(
     """Start the scheduled archiver for ``serve``. A bad archive setting raises
     ``ConfigError`` (start-up stops with one line, DESIGN 3.1); an unreachable store does
     not stop serving: each run fails loudly in the log until it is reachable."""
+    quiet_sdk_loggers()
     store = store or store_from_settings(settings)
     archiver = Archiver(
         engine,

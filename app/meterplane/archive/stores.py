@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -477,6 +478,13 @@ def _azure_client() -> Any:
 
     # Workload identity in AKS; any other DefaultAzureCredential source elsewhere.
     return BlobServiceClient(account_url, credential=DefaultAzureCredential(), **options)
+
+
+def quiet_sdk_loggers() -> None:
+    """Keep the cloud SDKs' INFO chatter (credential and endpoint discovery on every
+    client) out of the service log; their warnings and errors still show."""
+    for name in ("botocore", "boto3", "urllib3", "azure", "google"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 # --------------------------------------------------------------------------- factory

@@ -12,7 +12,7 @@ import sys
 
 from meterplane.archive.errors import ArchiveError
 from meterplane.archive.exporter import Archiver
-from meterplane.archive.stores import store_from_settings
+from meterplane.archive.stores import quiet_sdk_loggers, store_from_settings
 from meterplane.commands._common import add_data_dir, guarded, settings_from, setup_logging
 from meterplane.core.errors import BufferUnavailable, ConfigError
 from meterplane.core.settings import Settings
@@ -70,10 +70,8 @@ def archive_once(settings: Settings) -> int:
                 lateness_days=settings.lateness_days,
             ).run()
         except ArchiveError as err:
-            print(
-                f"meterplane archive: failed, nothing of the failing day deleted: {err}",
-                file=sys.stderr,
-            )
+            # Days archived before the failure stay archived; nothing unverified was deleted.
+            print(f"meterplane archive: stopped, unverified days stay hot: {err}", file=sys.stderr)
             return 1
         finally:
             engine.close()
@@ -87,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     def go() -> int:
         settings = settings_from(args)
         setup_logging(settings.log_level)
+        quiet_sdk_loggers()
         return archive_once(settings)
 
     return guarded(go)
