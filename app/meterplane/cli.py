@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "archive": ("meterplane.commands.archive", "move old raw events to the cold tier, once"),
     "plan": ("meterplane.commands.plan", "render a customer stack offline (Pulumi mocks)"),
     "policy-check": ("meterplane.commands.policy_check", "run the policy pack over stacks"),
+    "rollout": ("meterplane.commands.rollout", "plan and run upgrade waves over stacks"),
+    "migrate": ("meterplane.commands.migrate", "apply pending ClickHouse schema migrations"),
     "sync": ("meterplane.commands.sync", "sync agent: apply control-plane changes, send rollups"),
     "control-plane": ("meterplane.commands.controlplane", "reference control plane (demo, tests)"),
 }
