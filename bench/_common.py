@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import signal
-import socket
 import statistics
 import struct
 import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
+from meterplane.localplane import ServeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
@@ -48,48 +42,11 @@ def write_bodies(path: Path, bodies: Sequence[bytes]) -> None:
             f.write(b)
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(data_dir: Path, **env: str) -> Iterator[tuple[str, str]]:
     """A ``meterplane serve`` process; yields (base URL, API key)."""
-    key = secrets.token_urlsafe(24)
-    port = free_port()
-    environ = {
-        **os.environ,
-        "METERPLANE_API_KEYS": key,
-        "METERPLANE_DATA_DIR": str(data_dir),
-        "METERPLANE_HTTP_PORT": str(port),
-        "METERPLANE_LOG_LEVEL": "WARNING",
-        **env,
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "meterplane", "serve"], env=environ)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("serve exited during start-up")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("serve not ready in 60 s")
-            time.sleep(0.1)
-        yield base, key
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with ServeProcess(data_dir, env=env) as plane:
+        yield plane.base_url, plane.api_key
 
 
 def pct(values: Sequence[float], q: float) -> float:

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,57 +15,26 @@ from meterplane.commands.rebuild import rebuild
 from meterplane.core.catalog import load_catalog
 from meterplane.core.counters import CounterBook
 from meterplane.ingest.buffer import HEADER, LocalLog
+from meterplane.localplane import ServeProcess
 from tests.app.conftest import API_KEY
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Serve:
-    """A real ``meterplane serve`` process on a data directory."""
+class Serve(ServeProcess):
+    """``serve`` with a short checkpoint interval, so kills land at every phase of it."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(data_dir, API_KEY, env={"METERPLANE_CHECKPOINT_INTERVAL_S": "0.3"})
 
-    def start(self) -> httpx.Client:
-        env = {
-            **os.environ,
-            "METERPLANE_API_KEYS": API_KEY,
-            "METERPLANE_DATA_DIR": str(self.data_dir),
-            "METERPLANE_HTTP_PORT": str(self.port),
-            "METERPLANE_CHECKPOINT_INTERVAL_S": "0.3",
-            "METERPLANE_LOG_LEVEL": "WARNING",
-        }
-        self.proc = subprocess.Popen([sys.executable, "-m", "meterplane", "serve"], env=env)
-        client = httpx.Client(
-            base_url=f"http://127.0.0.1:{self.port}", headers={"X-API-KEY": API_KEY}, timeout=10
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "serve exited during start-up"
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return client
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError("serve did not become ready")
+    def start(self, timeout: float = 60) -> httpx.Client:  # type: ignore[override]
+        super().start(timeout)
+        return self.client()
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=30) == 0
+    def stop(self, timeout: float = 60) -> int:
+        code = super().stop(timeout)
+        assert code == 0
+        return code
 
 
 def _batch(start: int, n: int) -> bytes:

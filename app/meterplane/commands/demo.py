@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,6 +29,7 @@ from rich.table import Table
 from meterplane.core.catalog import Catalog, load_catalog
 from meterplane.core.periods import period_bounds
 from meterplane.core.timeutil import now_us
+from meterplane.localplane import ServeProcess
 from meterplane.simulate import CUSTOMERS, Traffic, generate
 
 FEATURES = ("api-calls", "tokens", "active-users", "storage-gb", "seats")
@@ -46,48 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
-def embedded_plane(data_dir: Path, api_key: str, port: int) -> Iterator[str]:
-    """A ``meterplane serve`` subprocess; yields its base URL; SIGTERM on exit."""
-    env = {
-        **os.environ,
-        "METERPLANE_API_KEYS": api_key,
-        "METERPLANE_DATA_DIR": str(data_dir),
-        "METERPLANE_HTTP_PORT": str(port),
-        "METERPLANE_LOG_LEVEL": "WARNING",
-    }
-    log_file = (data_dir.parent / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meterplane", "serve"], env=env, stdout=log_file, stderr=log_file
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {proc.returncode}; see {log_file.name}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("serve did not become ready within 60 s")
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
+def embedded_plane(data_dir: Path, api_key: str) -> Iterator[str]:
+    """A ``meterplane serve`` process; yields its base URL; SIGTERM on exit."""
+    with (data_dir.parent / "serve.log").open("wb") as log_file:
+        plane = ServeProcess(data_dir, api_key, output=log_file)
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log_file.close()
+            yield plane.start()
+        finally:
+            plane.stop(timeout=30)
 
 
 async def _drive(
@@ -240,7 +203,7 @@ def demo(events: int, clients: int, checks: int, keep: bool, console: Console) -
         f"{len(traffic.duplicate_batches)} resent whole, ~8% late (1-30 days old), "
         "1 invalid batch, 1 usage batch (SET/DELTA)"
     )
-    with embedded_plane(work / "data", key, _free_port()) as base:
+    with embedded_plane(work / "data", key) as base:
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -189,62 +189,50 @@ def _check_time(
         )
 
 
-def decode_events(body: bytes, received_us: int, window: TimeWindow) -> list[Event]:
-    """Decode and validate an events batch (``InvalidBatch``, ``TooLarge``, ``MalformedBody``)."""
-
+def _decode_batch(
+    body: bytes,
+    batch_type: type[Any],
+    raw_type: type[Any],
+    item_type: type[Any],
+    field: str,
+    received_us: int,
+    window: TimeWindow,
+) -> list[Any]:
+    """Decode a batch in one C pass; on a type error, decode item by item to name them all.
+    Then the checks msgspec cannot express. JSON cannot write NaN or infinity, and msgspec
+    refuses number literals that overflow, so every number that gets here is finite."""
     bounds = window.bounds(received_us)
 
-    def semantic(i: int, ev: Event, errors: list[ItemError]) -> None:
-        _check_time(i, ev.timestamp, bounds, window, errors)
+    def semantic(i: int, item: Any, errors: list[ItemError]) -> None:
+        _check_time(i, item.timestamp, bounds, window, errors)
 
     try:
-        batch = msgspec.json.decode(body, type=EventBatch)
+        items: list[Any] = getattr(msgspec.json.decode(body, type=batch_type), field)
     except msgspec.ValidationError:
-        raw = _decode_body(body, _RawEvents)
-        _check_count(len(raw.events), "events")
-        raise InvalidBatch(_item_errors(raw.events, Event, semantic)) from None
+        raw = getattr(_decode_body(body, raw_type), field)
+        _check_count(len(raw), field)
+        raise InvalidBatch(_item_errors(raw, item_type, semantic)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
         raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
-    events = batch.events
-    _check_count(len(events), "events")
-    if not events:
-        raise InvalidBatch([ItemError(None, "events", "a batch needs 1 to 1,000 events")])
+    _check_count(len(items), field)
+    if not items:
+        raise InvalidBatch([ItemError(None, field, f"a batch needs 1 to 1,000 {field}")])
     errors: list[ItemError] = []
-    for i, ev in enumerate(events):
-        semantic(i, ev, errors)
+    for i, item in enumerate(items):
+        semantic(i, item, errors)
     if errors:
         raise InvalidBatch(errors)
-    return events
+    return items
+
+
+def decode_events(body: bytes, received_us: int, window: TimeWindow) -> list[Event]:
+    """Decode and validate an events batch (``InvalidBatch``, ``TooLarge``, ``MalformedBody``)."""
+    return _decode_batch(body, EventBatch, _RawEvents, Event, "events", received_us, window)
 
 
 def decode_usages(body: bytes, received_us: int, window: TimeWindow) -> list[Usage]:
-    """Decode and validate a usage batch (same rules as events, plus finite values)."""
-
-    bounds = window.bounds(received_us)
-
-    def semantic(i: int, u: Usage, errors: list[ItemError]) -> None:
-        if isinstance(u.value, float) and not math.isfinite(u.value):
-            errors.append(ItemError(i, "value", "number must be finite"))
-        _check_time(i, u.timestamp, bounds, window, errors)
-
-    try:
-        batch = msgspec.json.decode(body, type=UsageBatch)
-    except msgspec.ValidationError:
-        raw = _decode_body(body, _RawUsages)
-        _check_count(len(raw.usages), "usages")
-        raise InvalidBatch(_item_errors(raw.usages, Usage, semantic)) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as err:
-        raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
-    usages = batch.usages
-    _check_count(len(usages), "usages")
-    if not usages:
-        raise InvalidBatch([ItemError(None, "usages", "a batch needs 1 to 1,000 usages")])
-    errors: list[ItemError] = []
-    for i, u in enumerate(usages):
-        semantic(i, u, errors)
-    if errors:
-        raise InvalidBatch(errors)
-    return usages
+    """Decode and validate a usage batch (the same rules as events)."""
+    return _decode_batch(body, UsageBatch, _RawUsages, Usage, "usages", received_us, window)
 
 
 def is_event_field(name: str) -> bool:
