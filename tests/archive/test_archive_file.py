@@ -22,9 +22,12 @@ from meterplane.archive.errors import ArchiveError
 from meterplane.archive.exporter import STEPS, Archiver, Unit
 from meterplane.archive.layout import sha256_hex
 from meterplane.archive.stores import FileStore, open_store, parse_archive_url
+from meterplane.commands.archive import archive_once
 from meterplane.commands.rebuild import rebuild
 from meterplane.core.errors import ConfigError
+from meterplane.core.settings import Settings
 from meterplane.core.timeutil import from_us
+from meterplane.ingest.buffer import LocalLog
 from tests.archive.support import (
     DAY_US,
     Seeded,
@@ -216,3 +219,16 @@ def test_unwritable_directory_fails_before_anything_is_deleted(
         with pytest.raises(ArchiveError, match="not-a-dir"):
             Archiver(engine, FileStore(blocker / "cold"), RETENTION_DAYS).run()
         assert hot_rows(engine) == before
+
+
+def test_archive_once_refuses_a_directory_serve_is_using(
+    seeded: Seeded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(data_dir=seeded.data_dir, archive_url=f"file://{tmp_path / 'cold'}")
+    held = LocalLog(seeded.data_dir / "log")  # what a running serve holds
+    try:
+        assert archive_once(settings) == 1
+    finally:
+        held.close()
+    assert "in use by a running serve" in capsys.readouterr().err
+    assert not (tmp_path / "cold").exists()

@@ -8,16 +8,16 @@ line on stderr; nothing of the failing unit was deleted), 2 on a bad setting.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import sys
 
 from meterplane.archive.errors import ArchiveError
 from meterplane.archive.exporter import Archiver
 from meterplane.archive.stores import quiet_sdk_loggers, store_from_settings
 from meterplane.commands._common import add_data_dir, guarded, settings_from, setup_logging
-from meterplane.core.errors import BufferUnavailable, ConfigError
+from meterplane.core.errors import ConfigError
 from meterplane.core.settings import Settings
 from meterplane.core.storage import ChdbEngine, migrate
-from meterplane.ingest.buffer import LocalLog
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,18 +48,19 @@ def archive_once(settings: Settings) -> int:
     if not (data_dir / "chdb").exists():
         raise ConfigError(f"METERPLANE_DATA_DIR: no data plane at {data_dir}")
     store = store_from_settings(settings)
-    try:
-        # The log's lock is serve's: holding it proves serve is not running on this
-        # directory (chdb would refuse a second session anyway, less clearly).
-        log = LocalLog(data_dir / "log")
-    except BufferUnavailable:
-        print(
-            f"meterplane archive: {data_dir} is in use by a running serve "
-            "(which archives on its own schedule); stop it to archive once",
-            file=sys.stderr,
-        )
-        return 1
-    try:
+    (data_dir / "log").mkdir(exist_ok=True)
+    with (data_dir / "log" / "LOCK").open("a") as lock:
+        try:
+            # The log's lock is serve's (``LocalLog``): holding it proves serve is not
+            # running on this directory (chdb would refuse a second session less clearly).
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(
+                f"meterplane archive: {data_dir} is in use by a running serve "
+                "(which archives on its own schedule); stop it to archive once",
+                file=sys.stderr,
+            )
+            return 1
         engine = ChdbEngine(data_dir / "chdb")
         try:
             migrate(engine)
@@ -75,8 +76,6 @@ def archive_once(settings: Settings) -> int:
             return 1
         finally:
             engine.close()
-    finally:
-        log.close()
     print(report.summary())
     return 0
 
