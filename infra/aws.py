@@ -14,9 +14,12 @@ from components.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
 from components.aws.kms import Key, KeyArgs
 from components.aws.network import Network, NetworkArgs
 from components.k8s import names
-from components.k8s.target import ClusterTarget, PodIdentity
+from components.k8s.target import ClusterTarget, EgressRule, PodIdentity
 from infra.config import StackConfig
+from infra.labels import cloud_tags
 from infra.sizing import Sizing
+
+POD_IDENTITY_AGENT = "169.254.170.23/32"
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,10 @@ class AwsFoundation:
 def build_aws(cfg: StackConfig, sizing: Sizing) -> AwsFoundation:
     """Declare the AWS resources and describe the cluster to the Kubernetes side."""
     name = cfg.name
-    tags = {"meterplane:customer": cfg.customer, "meterplane:environment": cfg.environment}
+    tags = cloud_tags(cfg)
     available = aws.get_availability_zones(state="available", region=cfg.region)
     zones = tuple(sorted(available.names)[: cfg.zones])
-    network = Network(f"{name}-network", NetworkArgs(cfg.network.cidr, zones, tags))
+    network = Network(f"{name}-network", NetworkArgs(cfg.network.cidr, zones, cfg.region, tags))
     key = Key(
         f"{name}-key",
         KeyArgs(
@@ -91,6 +94,13 @@ def build_aws(cfg: StackConfig, sizing: Sizing) -> AwsFoundation:
         archive_kms_key=key.arn,
         # Pod Identity needs no annotation: the association binds the service account.
         identities={account: PodIdentity() for account in identities},
+        # API server (private endpoint) and S3 (interface endpoint) live in the VPC; the
+        # Pod Identity agent answers on a link-local address on every node.
+        kube_api_egress=(EgressRule(str(cfg.network.cidr), 443),),
+        object_store_egress=(
+            EgressRule(str(cfg.network.cidr), 443),
+            EgressRule(POD_IDENTITY_AGENT, 80),
+        ),
         flink_plugins=f"flink-s3-fs-presto-{versions.FLINK_VERSION}.jar",
     )
     return AwsFoundation(network, key, cluster, bucket, identities, target)

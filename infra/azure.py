@@ -15,8 +15,9 @@ from components.azure.keyvault import KeyVault, KeyVaultArgs
 from components.azure.network import Network, NetworkArgs
 from components.azure.storage import ArchiveStorage, ArchiveStorageArgs
 from components.k8s import names
-from components.k8s.target import ClusterTarget, PodIdentity
-from infra.config import StackConfig
+from components.k8s.target import ClusterTarget, EgressRule, PodIdentity
+from infra.config import AzureConfig, StackConfig
+from infra.labels import cloud_tags
 from infra.sizing import Sizing
 
 AZURE_ZONES = ("1", "2", "3")
@@ -44,8 +45,9 @@ class AzureFoundation:
 def build_azure(cfg: StackConfig, sizing: Sizing) -> AzureFoundation:
     """Declare the Azure resources and describe the cluster to the Kubernetes side."""
     name, location = cfg.name, cfg.region
-    prefix = cfg.azure.resource_group_prefix if cfg.azure else "meterplane"
-    tags = {"meterplane-customer": cfg.customer, "meterplane-environment": cfg.environment}
+    azure = cfg.azure or AzureConfig()
+    prefix = azure.resource_group_prefix
+    tags = cloud_tags(cfg)
     client = authorization.get_client_config()
     zones = AZURE_ZONES[: cfg.zones]
     group = resources.ResourceGroup(
@@ -92,6 +94,8 @@ def build_azure(cfg: StackConfig, sizing: Sizing) -> AzureFoundation:
             key_name=vault.key_name,
             subscription_id=client.subscription_id,
             retention_days=cfg.archive.retention_days,
+            subnet_id=network.subnet_id,
+            vnet_id=network.vnet_id,
             tags=tags,
         ),
     )
@@ -130,6 +134,13 @@ def build_azure(cfg: StackConfig, sizing: Sizing) -> AzureFoundation:
             )
             for account, identity in identities.items()
         },
+        # The private cluster's API server and the storage private endpoints are in the
+        # VNet; workload identity trades its token at Entra ID.
+        kube_api_egress=(EgressRule(str(cfg.network.cidr), 443),),
+        object_store_egress=(
+            EgressRule(str(cfg.network.cidr), 443),
+            *(EgressRule(str(cidr), 443) for cidr in azure.identity_egress_cidrs),
+        ),
         # ABFS with the pod's federated token: no account key anywhere.
         flink_configuration={
             "fs.azure.account.auth.type": "OAuth",

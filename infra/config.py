@@ -101,10 +101,19 @@ class GcpConfig(_Model):
     project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 
 
+# Microsoft's published ranges for login.microsoftonline.com (service tag
+# AzureActiveDirectory): workload identity exchanges its token there.
+ENTRA_ID_CIDRS = (IPv4Network("20.190.128.0/18"), IPv4Network("40.126.0.0/18"))
+
+
 class AzureConfig(_Model):
     """Azure placement (the subscription comes from the provider's credentials)."""
 
     resource_group_prefix: str = Field(default="meterplane", alias="resourceGroupPrefix")
+    # Override if Microsoft changes the AzureActiveDirectory ranges.
+    identity_egress_cidrs: tuple[IPv4Network, ...] = Field(
+        default=ENTRA_ID_CIDRS, alias="identityEgressCidrs", min_length=1
+    )
 
 
 class StackConfig(_Model):

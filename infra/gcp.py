@@ -15,13 +15,14 @@ import pulumi_gcp as gcp
 
 from components import versions
 from components.gcp.bucket import ArchiveBucket, ArchiveBucketArgs
-from components.gcp.cluster import Cluster, ClusterArgs
+from components.gcp.cluster import MASTER_CIDR, Cluster, ClusterArgs
 from components.gcp.identity import WorkloadIdentity, WorkloadIdentityArgs
 from components.gcp.kms import Key, KeyArgs
-from components.gcp.network import Network, NetworkArgs
+from components.gcp.network import PRIVATE_GOOGLE_ACCESS, Network, NetworkArgs
 from components.k8s import names
-from components.k8s.target import ClusterTarget, PodIdentity
+from components.k8s.target import ClusterTarget, EgressRule, PodIdentity
 from infra.config import StackConfig
+from infra.labels import gcp_labels
 from infra.sizing import Sizing
 
 
@@ -45,11 +46,12 @@ def build_gcp(cfg: StackConfig, sizing: Sizing) -> GcpFoundation:
     zones = tuple(sorted(gcp.compute.get_zones(project=project, region=region).names)[: cfg.zones])
     number = gcp.organizations.get_project(project_id=project).number
     storage_agent = gcp.storage.get_project_service_account(project=project).email_address
+    labels = gcp_labels(cfg)
     gke_agent = f"service-{number}@container-engine-robot.iam.gserviceaccount.com"
-    network = Network(f"{name}-network", NetworkArgs(project, region, cfg.network.cidr))
+    network = Network(f"{name}-network", NetworkArgs(project, region, cfg.network.cidr, labels))
     key = Key(
         f"{name}-key",
-        KeyArgs(project, region, (gke_agent, storage_agent), cfg.archive.kms_key_id),
+        KeyArgs(project, region, (gke_agent, storage_agent), labels, cfg.archive.kms_key_id),
     )
     per_zone = max(1, sizing.brokers // len(zones)) + 1
     cluster = Cluster(
@@ -64,6 +66,7 @@ def build_gcp(cfg: StackConfig, sizing: Sizing) -> GcpFoundation:
             machine_type="n2-standard-8" if cfg.is_prod else "n2-standard-4",
             nodes_per_zone=per_zone,
             max_nodes_per_zone=3 * per_zone,
+            labels=labels,
             depends_on=key.grants,
         ),
     )
@@ -75,6 +78,7 @@ def build_gcp(cfg: StackConfig, sizing: Sizing) -> GcpFoundation:
             location=region.upper(),
             key_id=key.key_id,
             retention_days=cfg.archive.retention_days,
+            labels=labels,
             depends_on=key.grants,
         ),
     )
@@ -107,6 +111,14 @@ def build_gcp(cfg: StackConfig, sizing: Sizing) -> GcpFoundation:
             )
             for account, identity in identities.items()
         },
+        # Private endpoint of the control plane; Google APIs over Private Google Access;
+        # the GKE metadata server (Workload Identity tokens) on its link-local addresses.
+        kube_api_egress=(EgressRule(MASTER_CIDR, 443),),
+        object_store_egress=(
+            EgressRule(PRIVATE_GOOGLE_ACCESS, 443),
+            EgressRule("169.254.169.254/32", 80),
+            EgressRule("169.254.169.252/32", 988),
+        ),
         flink_plugins=f"flink-gs-fs-hadoop-{versions.FLINK_VERSION}.jar",
     )
     return GcpFoundation(network, key, cluster, bucket, identities, target)

@@ -18,11 +18,13 @@ from components.k8s.archiver import Archiver, ArchiverArgs
 from components.k8s.clickhouse import ClickHouse, ClickHouseArgs
 from components.k8s.flink import FlinkJob, FlinkJobArgs
 from components.k8s.kafka import Kafka, KafkaArgs
+from components.k8s.network_policies import MeteringEgress, MeteringEgressArgs
 from components.k8s.platform import Platform, PlatformArgs
 from components.k8s.services import AppService, AppServiceArgs
 from components.k8s.sync_agent import SyncAgent, SyncAgentArgs
 from components.k8s.target import ClusterTarget
 from infra.config import StackConfig
+from infra.labels import k8s_labels
 from infra.sizing import Sizing
 
 
@@ -32,6 +34,7 @@ class Workloads:
 
     provider: k8s.Provider
     platform: Platform
+    egress: MeteringEgress
     kafka: Kafka
     flink: FlinkJob
     clickhouse: ClickHouse
@@ -44,18 +47,24 @@ class Workloads:
 def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> Workloads:
     """Declare everything that runs on the cluster through one Kubernetes provider."""
     name, release, prod = cfg.name, cfg.release.version, cfg.is_prod
+    labels = k8s_labels(cfg)
     provider = k8s.Provider(
         f"{name}-k8s", kubeconfig=target.kubeconfig, enable_server_side_apply=True
     )
     on_cluster = pulumi.ResourceOptions(providers={"kubernetes": provider})
     platform = Platform(
         f"{name}-platform",
-        PlatformArgs(target.storage_provisioner, target.storage_parameters, prod),
+        PlatformArgs(target.storage_provisioner, target.storage_parameters, prod, labels),
         on_cluster,
     )
     after_operators = pulumi.ResourceOptions(
         providers={"kubernetes": provider},
         depends_on=[platform],
+    )
+    egress = MeteringEgress(
+        f"{name}-egress",
+        MeteringEgressArgs(target.kube_api_egress, target.object_store_egress, labels),
+        after_operators,
     )
     kafka = Kafka(
         f"{name}-kafka",
@@ -65,6 +74,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             sizing.kafka_volume,
             prod,
             operator=platform.operators["strimzi"],
+            labels=labels,
         ),
         after_operators,
     )
@@ -77,6 +87,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             target.zones,
             prod,
             operator=platform.operators["clickhouse-operator"],
+            labels=labels,
         ),
         after_operators,
     )
@@ -94,6 +105,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             plugins=target.flink_plugins,
             extra_configuration=target.flink_configuration,
             operator=platform.operators["flink-operator"],
+            labels=labels,
         ),
         after_operators,
     )
@@ -106,6 +118,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             max_replicas=sizing.ingest_max_replicas,
             environment={"METERPLANE_KAFKA_BOOTSTRAP": kafka.bootstrap},
             prod=prod,
+            labels=labels,
         ),
         after_operators,
     )
@@ -124,6 +137,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
                 },
                 prod=prod,
                 memory="2Gi",
+                labels=labels,
             ),
             after_operators,
         )
@@ -140,6 +154,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
                 "METERPLANE_ARCHIVE_KMS_KEY": target.archive_kms_key,
                 "METERPLANE_HOT_RETENTION_DAYS": str(cfg.archive.hot_retention_days),
             },
+            labels=labels,
         ),
         after_operators,
     )
@@ -153,9 +168,19 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             environment_id=cfg.control_plane.environment_id,
             egress_cidrs=cfg.control_plane.egress_cidrs,
             local_customer_data=cfg.features.local_customer_data,
+            labels=labels,
         ),
         after_operators,
     )
     return Workloads(
-        provider, platform, kafka, flink, clickhouse, ingest, entitlements, archiver, sync_agent
+        provider,
+        platform,
+        egress,
+        kafka,
+        flink,
+        clickhouse,
+        ingest,
+        entitlements,
+        archiver,
+        sync_agent,
     )

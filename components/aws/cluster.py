@@ -159,10 +159,22 @@ class Cluster(pulumi.ComponentResource):
 
     def _build_addons(self) -> None:
         name, child = self._name, pulumi.ResourceOptions(parent=self)
+        # The VPC CNI enforces NetworkPolicy only when asked to; without it the sync
+        # agent's egress rules would be inert.
+        aws.eks.Addon(
+            f"{name}-vpc-cni",
+            cluster_name=self.cluster.name,
+            addon_name="vpc-cni",
+            configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=self._args.tags,
+            opts=child,
+        )
         agent = aws.eks.Addon(
             f"{name}-pod-identity-agent",
             cluster_name=self.cluster.name,
             addon_name="eks-pod-identity-agent",
+            tags=self._args.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.node_groups),
         )
         csi_role = aws.iam.Role(
@@ -208,6 +220,7 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-ebs-csi",
             cluster_name=self.cluster.name,
             addon_name="aws-ebs-csi-driver",
+            tags=self._args.tags,
             pod_identity_associations=[
                 {"role_arn": csi_role.arn, "service_account": "ebs-csi-controller-sa"}
             ],

@@ -2,7 +2,9 @@
 
 Nodes live only in private subnets; the public subnets hold nothing but NAT gateways.
 One NAT per zone means losing a zone never cuts the other zones' egress (the sync agent's
-only path to the control plane). Not managed here: VPC endpoints and peering, which
+only path to the control plane). S3 is reached through an interface endpoint with private
+DNS, so the archive's traffic stays inside the VPC and NetworkPolicies can allow it by the
+VPC's range instead of the internet. Not managed here: peering and transit, which
 customers usually own.
 """
 
@@ -21,6 +23,7 @@ class NetworkArgs:
 
     cidr: IPv4Network
     zones: tuple[str, ...]
+    region: str
     tags: dict[str, str]
 
     def __post_init__(self) -> None:
@@ -69,8 +72,39 @@ class Network(pulumi.ComponentResource):
             self.private_subnet_ids[zone] = self._build_zone(
                 index, zone, subnets[index], subnets[8 + index], public_rt
             )
+        self._build_s3_endpoint()
         self.register_outputs(
             {"vpcId": self.vpc_id, "privateSubnetIds": list(self.private_subnet_ids.values())}
+        )
+
+    def _build_s3_endpoint(self) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        group = aws.ec2.SecurityGroup(
+            f"{self._name}-s3-endpoint",
+            vpc_id=self.vpc.id,
+            description="HTTPS from the VPC to the S3 interface endpoint",
+            ingress=[
+                {
+                    "protocol": "tcp",
+                    "from_port": 443,
+                    "to_port": 443,
+                    "cidr_blocks": [str(self._args.cidr)],
+                }
+            ],
+            tags=self._args.tags,
+            opts=child,
+        )
+        aws.ec2.VpcEndpoint(
+            f"{self._name}-s3",
+            vpc_id=self.vpc.id,
+            service_name=f"com.amazonaws.{self._args.region}.s3",
+            vpc_endpoint_type="Interface",
+            subnet_ids=list(self.private_subnet_ids.values()),
+            security_group_ids=[group.id],
+            private_dns_enabled=True,
+            dns_options={"private_dns_only_for_inbound_resolver_endpoint": False},
+            tags=self._args.tags,
+            opts=child,
         )
 
     def _build_zone(

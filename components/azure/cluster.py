@@ -138,6 +138,7 @@ class Cluster(pulumi.ComponentResource):
                 os_type="Linux",
                 os_sku="AzureLinux",
                 node_labels={"meterplane.io/pool": "stateful"},
+                tags=args.tags,
                 opts=child,
             )
             for zone in args.zones

@@ -26,6 +26,7 @@ class Network(pulumi.ComponentResource):
     """The data plane's VNet and node subnet."""
 
     subnet_id: pulumi.Output[str]
+    vnet_id: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
@@ -51,4 +52,5 @@ class Network(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.subnet_id = subnet.id
-        self.register_outputs({"subnetId": self.subnet_id})
+        self.vnet_id = vnet.id
+        self.register_outputs({"subnetId": self.subnet_id, "vnetId": self.vnet_id})

@@ -2,7 +2,9 @@
 
 Shared-key access is off (Entra ID only), public blob access is off, infrastructure
 encryption doubles the encryption at rest, and a lifecycle management policy deletes
-blobs ``retention_days`` after their last modification.
+blobs ``retention_days`` after their last modification. The account is reached through
+private endpoints (blob and dfs) in the node subnet with private DNS zones, so its traffic
+stays in the VNet and public network access is off.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_azure_native import authorization, managedidentity, storage
+from pulumi_azure_native import authorization, managedidentity, network, privatedns, storage
 
 from components.azure import roles
 
 CONTAINER = "archive"
+
+
+def _endpoint_name(service: str) -> str:
+    return f"privatelink.{service}.core.windows.net"
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,8 @@ class ArchiveStorageArgs:
     key_name: pulumi.Input[str]
     subscription_id: str
     retention_days: int
+    subnet_id: pulumi.Input[str]
+    vnet_id: pulumi.Input[str]
     tags: dict[str, str]
 
     def __post_init__(self) -> None:
@@ -92,6 +100,7 @@ class ArchiveStorage(pulumi.ComponentResource):
             allow_shared_key_access=False,
             enable_https_traffic_only=True,
             minimum_tls_version="TLS1_2",
+            public_network_access="Disabled",
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[key_access]),
         )
@@ -142,7 +151,57 @@ class ArchiveStorage(pulumi.ComponentResource):
             },
             opts=child,
         )
+        for service in ("blob", "dfs"):
+            self._private_endpoint(name, args, account, service)
         self.account_name = account.name
         self.container_id = container.id
         self.dfs_url = account.name.apply(lambda a: f"abfss://{CONTAINER}@{a}.dfs.core.windows.net")
         self.register_outputs({"accountName": self.account_name, "containerId": self.container_id})
+
+    def _private_endpoint(
+        self, name: str, args: ArchiveStorageArgs, account: storage.StorageAccount, service: str
+    ) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        zone = privatedns.PrivateZone(
+            f"{name}-{service}-zone",
+            resource_group_name=args.resource_group_name,
+            private_zone_name=_endpoint_name(service),
+            location="Global",
+            tags=args.tags,
+            opts=child,
+        )
+        privatedns.VirtualNetworkLink(
+            f"{name}-{service}-link",
+            resource_group_name=args.resource_group_name,
+            private_zone_name=zone.name,
+            virtual_network_link_name=f"{name}-{service}",
+            location="Global",
+            virtual_network={"id": args.vnet_id},
+            registration_enabled=False,
+            tags=args.tags,
+            opts=child,
+        )
+        endpoint = network.PrivateEndpoint(
+            f"{name}-{service}-endpoint",
+            resource_group_name=args.resource_group_name,
+            private_endpoint_name=f"{name}-{service}",
+            location=args.location,
+            subnet={"id": args.subnet_id},
+            private_link_service_connections=[
+                {
+                    "name": f"{name}-{service}",
+                    "private_link_service_id": account.id,
+                    "group_ids": [service],
+                }
+            ],
+            tags=args.tags,
+            opts=child,
+        )
+        network.PrivateDnsZoneGroup(
+            f"{name}-{service}-dns",
+            resource_group_name=args.resource_group_name,
+            private_endpoint_name=endpoint.name,
+            private_dns_zone_group_name="default",
+            private_dns_zone_configs=[{"name": service, "private_dns_zone_id": zone.id}],
+            opts=child,
+        )

@@ -23,6 +23,7 @@ class ArchiveBucketArgs:
     location: str
     key_id: pulumi.Input[str]
     retention_days: int
+    labels: dict[str, str]
     depends_on: Sequence[pulumi.Resource] = ()
 
     def __post_init__(self) -> None:
@@ -46,6 +47,7 @@ class ArchiveBucket(pulumi.ComponentResource):
             location=args.location,
             storage_class="STANDARD",
             force_destroy=False,
+            labels=args.labels,
             uniform_bucket_level_access=True,
             public_access_prevention="enforced",
             versioning={"enabled": True},

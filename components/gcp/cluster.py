@@ -18,6 +18,8 @@ import pulumi_gcp as gcp
 from components import versions
 from components.gcp.network import POD_RANGE, SERVICE_RANGE
 
+MASTER_CIDR = "172.16.0.32/28"  # the control plane's private endpoint range
+
 
 @dataclass(frozen=True)
 class ClusterArgs:
@@ -32,6 +34,7 @@ class ClusterArgs:
     machine_type: str
     nodes_per_zone: int
     max_nodes_per_zone: int
+    labels: dict[str, str]
     depends_on: Sequence[pulumi.Resource] = ()
 
     def __post_init__(self) -> None:
@@ -91,12 +94,13 @@ class Cluster(pulumi.ComponentResource):
             private_cluster_config={
                 "enable_private_nodes": True,
                 "enable_private_endpoint": True,
-                "master_ipv4_cidr_block": "172.16.0.32/28",
+                "master_ipv4_cidr_block": MASTER_CIDR,
             },
             master_authorized_networks_config={"cidr_blocks": []},
             workload_identity_config={"workload_pool": self.workload_pool},
             database_encryption={"state": "ENCRYPTED", "key_name": args.key_id},
             enable_shielded_nodes=True,
+            resource_labels=args.labels,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
         self.node_pool = gcp.container.NodePool(
@@ -116,6 +120,7 @@ class Cluster(pulumi.ComponentResource):
             node_config={
                 "machine_type": args.machine_type,
                 "disk_type": "pd-balanced",
+                "resource_labels": args.labels,
                 "service_account": node_account.email,
                 "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
                 "workload_metadata_config": {"mode": "GKE_METADATA"},

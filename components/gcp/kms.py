@@ -24,6 +24,7 @@ class KeyArgs:
     project: str
     location: str
     service_agents: Sequence[str]  # emails of Google-managed agents needing the key
+    labels: dict[str, str]
     existing_key_id: str | None = None
 
 
@@ -54,6 +55,7 @@ class Key(pulumi.ComponentResource):
                 key_ring=ring.id,
                 purpose="ENCRYPT_DECRYPT",
                 rotation_period=ROTATION_PERIOD,
+                labels=args.labels,
                 destroy_scheduled_duration="2592000s",  # 30 days to undo a mistaken delete
                 opts=pulumi.ResourceOptions(parent=self, protect=False),
             )

@@ -2,7 +2,10 @@
 
 Nodes are private (no external IPs), so Cloud NAT is their only way out; the sync agent's
 NetworkPolicy narrows that further to the control plane. A regional subnet serves every
-zone of the region, so losing a zone loses no addresses.
+zone of the region, so losing a zone loses no addresses. A private DNS zone points
+``*.googleapis.com`` at ``private.googleapis.com`` (199.36.153.8/30, Private Google
+Access), so Cloud Storage traffic has one fixed, private range that NetworkPolicies can
+allow.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class NetworkArgs:
     project: str
     region: str
     cidr: IPv4Network
+    labels: dict[str, str]
 
     def __post_init__(self) -> None:
         if self.cidr.prefixlen > 16:
@@ -28,6 +32,8 @@ class NetworkArgs:
 
 
 POD_RANGE = "pods"
+PRIVATE_GOOGLE_ACCESS = "199.36.153.8/30"
+_PRIVATE_GOOGLE_IPS = ["199.36.153.8", "199.36.153.9", "199.36.153.10", "199.36.153.11"]
 SERVICE_RANGE = "services"
 
 
@@ -85,6 +91,36 @@ class Network(pulumi.ComponentResource):
             nat_ip_allocate_option="AUTO_ONLY",
             source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
             log_config={"enable": True, "filter": "ERRORS_ONLY"},
+            opts=child,
+        )
+        zone = gcp.dns.ManagedZone(
+            f"{name}-googleapis",
+            project=args.project,
+            name=f"{name}-googleapis",
+            dns_name="googleapis.com.",
+            visibility="private",
+            private_visibility_config={"networks": [{"network_url": network.id}]},
+            labels=args.labels,
+            opts=child,
+        )
+        gcp.dns.RecordSet(
+            f"{name}-googleapis-a",
+            project=args.project,
+            managed_zone=zone.name,
+            name="private.googleapis.com.",
+            type="A",
+            ttl=300,
+            rrdatas=_PRIVATE_GOOGLE_IPS,
+            opts=child,
+        )
+        gcp.dns.RecordSet(
+            f"{name}-googleapis-cname",
+            project=args.project,
+            managed_zone=zone.name,
+            name="*.googleapis.com.",
+            type="CNAME",
+            ttl=300,
+            rrdatas=["private.googleapis.com."],
             opts=child,
         )
         self.network_id = network.id

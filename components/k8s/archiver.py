@@ -8,12 +8,13 @@ exporters of one partition would race to drop it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.k8s import names, pods
+from components.k8s.network_policies import OBJECT_STORE_LABEL
 from components.k8s.services import app_container
 from components.k8s.target import PodIdentity
 
@@ -26,6 +27,8 @@ class ArchiverArgs:
     identity: PodIdentity
     environment: Mapping[str, pulumi.Input[str]]
     schedule: str = "17 * * * *"
+    # The stack's common labels (customer, environment, managed-by) for every object.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class Archiver(pulumi.ComponentResource):
@@ -41,7 +44,7 @@ class Archiver(pulumi.ComponentResource):
             metadata={
                 "name": names.ARCHIVER_SERVICE_ACCOUNT,
                 "namespace": names.METERING_NAMESPACE,
-                "labels": {**labels, **dict(args.identity.pod_labels)},
+                "labels": {**args.labels, **labels, **dict(args.identity.pod_labels)},
                 "annotations": dict(args.identity.service_account_annotations),
             },
             opts=pulumi.ResourceOptions(parent=self),
@@ -56,7 +59,11 @@ class Archiver(pulumi.ComponentResource):
         tmp_volume, _ = pods.scratch_volume()
         k8s.batch.v1.CronJob(
             f"{name}-cronjob",
-            metadata={"name": "archive", "namespace": names.METERING_NAMESPACE, "labels": labels},
+            metadata={
+                "name": "archive",
+                "namespace": names.METERING_NAMESPACE,
+                "labels": {**args.labels, **labels},
+            },
             spec={
                 "schedule": args.schedule,
                 "timeZone": "Etc/UTC",
@@ -69,7 +76,13 @@ class Archiver(pulumi.ComponentResource):
                         "backoffLimit": 3,
                         "activeDeadlineSeconds": 3300,
                         "template": {
-                            "metadata": {"labels": {**labels, **dict(args.identity.pod_labels)}},
+                            "metadata": {
+                                "labels": {
+                                    **labels,
+                                    **dict(args.identity.pod_labels),
+                                    OBJECT_STORE_LABEL: "true",
+                                }
+                            },
                             "spec": {
                                 "serviceAccountName": names.ARCHIVER_SERVICE_ACCOUNT,
                                 "restartPolicy": "Never",

@@ -8,7 +8,8 @@ over 3 zones survive losing one zone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -18,6 +19,40 @@ from components import versions
 from components.k8s import names
 
 KEEPER_REPLICAS = 3
+CLICKHOUSE_UID = 101  # the clickhouse user of the official server and keeper images
+
+
+def _hardened_pod(container: dict[str, Any], log_dir: str) -> dict[str, Any]:
+    """Non-root, read-only root filesystem; scratch space and logs on emptyDirs."""
+    return {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": CLICKHOUSE_UID,
+            "runAsGroup": CLICKHOUSE_UID,
+            "fsGroup": CLICKHOUSE_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                **container,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": CLICKHOUSE_UID,
+                    "readOnlyRootFilesystem": True,
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [
+                    {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 an emptyDir
+                    {"name": "logs", "mountPath": log_dir},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+            {"name": "logs", "emptyDir": {"sizeLimit": "2Gi"}},
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -31,6 +66,8 @@ class ClickHouseArgs:
     prod: bool
     # The operator release whose CRDs these custom resources need.
     operator: pulumi.Resource | None = None
+    # The stack's common labels (customer, environment, managed-by) for every object.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.replicas < 2:
@@ -83,7 +120,11 @@ class ClickHouse(pulumi.ComponentResource):
             f"{self._name}-keeper",
             api_version=versions.CLICKHOUSE_KEEPER_API,
             kind="ClickHouseKeeperInstallation",
-            metadata={"name": names.CLICKHOUSE_KEEPER, "namespace": names.METERING_NAMESPACE},
+            metadata={
+                "name": names.CLICKHOUSE_KEEPER,
+                "namespace": names.METERING_NAMESPACE,
+                "labels": dict(args.labels),
+            },
             spec={
                 "configuration": {
                     "clusters": [{"name": "keeper", "layout": {"replicasCount": KEEPER_REPLICAS}}]
@@ -97,7 +138,7 @@ class ClickHouse(pulumi.ComponentResource):
                             "name": "keeper",
                             "spec": {
                                 "topologySpreadConstraints": _zone_spread(selector, args.prod),
-                                "containers": [
+                                **_hardened_pod(
                                     {
                                         "name": "clickhouse-keeper",
                                         "image": versions.CLICKHOUSE_KEEPER_IMAGE,
@@ -105,8 +146,9 @@ class ClickHouse(pulumi.ComponentResource):
                                             "requests": {"cpu": "500m", "memory": "1Gi"},
                                             "limits": {"memory": "1Gi"},
                                         },
-                                    }
-                                ],
+                                    },
+                                    "/var/log/clickhouse-keeper",
+                                ),
                             },
                         }
                     ],
@@ -125,18 +167,17 @@ class ClickHouse(pulumi.ComponentResource):
                 "name": f"replica-{index}",
                 "zone": {"key": names.ZONE_LABEL, "values": [zones[index % len(zones)]]},
                 "podDistribution": [{"type": "ClickHouseAntiAffinity", "scope": "Shard"}],
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "clickhouse",
-                            "image": versions.CLICKHOUSE_IMAGE,
-                            "resources": {
-                                "requests": {"cpu": "2", "memory": "8Gi"},
-                                "limits": {"memory": "8Gi"},
-                            },
-                        }
-                    ]
-                },
+                "spec": _hardened_pod(
+                    {
+                        "name": "clickhouse",
+                        "image": versions.CLICKHOUSE_IMAGE,
+                        "resources": {
+                            "requests": {"cpu": "2", "memory": "8Gi"},
+                            "limits": {"memory": "8Gi"},
+                        },
+                    },
+                    "/var/log/clickhouse-server",
+                ),
             }
             for index in range(args.replicas)
         ]
@@ -144,7 +185,11 @@ class ClickHouse(pulumi.ComponentResource):
             f"{self._name}-installation",
             api_version=versions.CLICKHOUSE_API,
             kind="ClickHouseInstallation",
-            metadata={"name": names.CLICKHOUSE_INSTALLATION, "namespace": names.METERING_NAMESPACE},
+            metadata={
+                "name": names.CLICKHOUSE_INSTALLATION,
+                "namespace": names.METERING_NAMESPACE,
+                "labels": dict(args.labels),
+            },
             spec={
                 "defaults": {"templates": {"dataVolumeClaimTemplate": "data"}},
                 "configuration": {

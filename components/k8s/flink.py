@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 
 from components import versions
 from components.k8s import names, pods
+from components.k8s.network_policies import KUBE_API_LABEL, OBJECT_STORE_LABEL
 from components.k8s.sizing import FLINK_SLOTS_PER_TASKMANAGER
 from components.k8s.target import PodIdentity
 
@@ -37,6 +38,8 @@ class FlinkJobArgs:
     # The operator release whose CRDs these custom resources need.
     operator: pulumi.Resource | None = None
     extra_configuration: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # The stack's common labels (customer, environment, managed-by) for every object.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.parallelism < 1 or self.taskmanagers < 1:
@@ -44,6 +47,7 @@ class FlinkJobArgs:
 
 
 UPGRADE_MODE = "last-state"
+FLINK_UID = 9999  # the flink user of the official image
 CHECKPOINT_INTERVAL = "10 s"
 
 
@@ -55,6 +59,7 @@ class FlinkJob(pulumi.ComponentResource):
     ) -> None:
         super().__init__("meterplane:k8s:FlinkJob", name, None, opts)
         self._name = name
+        self._labels = dict(args.labels)
         account = self._build_rbac(args.identity)
         state = pulumi.Output.from_input(args.state_url).apply(lambda u: u.rstrip("/") + "/flink")
         config: dict[str, pulumi.Input[str]] = {
@@ -87,7 +92,7 @@ class FlinkJob(pulumi.ComponentResource):
             metadata={
                 "name": names.FLINK_DEPLOYMENT,
                 "namespace": names.METERING_NAMESPACE,
-                "labels": labels,
+                "labels": {**self._labels, **labels},
             },
             spec={
                 "image": versions.flink_job_image(args.release),
@@ -96,23 +101,44 @@ class FlinkJob(pulumi.ComponentResource):
                 "serviceAccount": names.FLINK_SERVICE_ACCOUNT,
                 "flinkConfiguration": config,
                 "podTemplate": {
-                    "metadata": {"labels": {**labels, **dict(args.identity.pod_labels)}},
+                    "metadata": {
+                        "labels": {
+                            **labels,
+                            **dict(args.identity.pod_labels),
+                            # HA leader election (API) and state in the bucket.
+                            KUBE_API_LABEL: "true",
+                            OBJECT_STORE_LABEL: "true",
+                        }
+                    },
                     "spec": {
                         "securityContext": {
                             "runAsNonRoot": True,
-                            "runAsUser": 9999,  # the flink user of the official image
-                            "fsGroup": 9999,
+                            "runAsUser": FLINK_UID,
+                            "fsGroup": FLINK_UID,
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
+                        "volumes": [
+                            {"name": "tmp", "emptyDir": {"sizeLimit": "10Gi"}},
+                            {"name": "logs", "emptyDir": {"sizeLimit": "2Gi"}},
+                        ],
                         "topologySpreadConstraints": pods.zone_spread(labels, hard=args.prod),
                         "containers": [
                             {
                                 "name": "flink-main-container",
                                 "env": container_env,
                                 "securityContext": {
+                                    "runAsNonRoot": True,
+                                    "runAsUser": FLINK_UID,
+                                    "readOnlyRootFilesystem": True,
                                     "allowPrivilegeEscalation": False,
                                     "capabilities": {"drop": ["ALL"]},
                                 },
+                                # Read-only root: logs and scratch (PyFlink's
+                                # workers, RocksDB spill) on emptyDirs.
+                                "volumeMounts": [
+                                    {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 emptyDir
+                                    {"name": "logs", "mountPath": "/opt/flink/log"},
+                                ],
                             }
                         ],
                     },
@@ -148,14 +174,18 @@ class FlinkJob(pulumi.ComponentResource):
                 "name": names.FLINK_SERVICE_ACCOUNT,
                 "namespace": names.METERING_NAMESPACE,
                 "annotations": dict(identity.service_account_annotations),
-                "labels": dict(identity.pod_labels),
+                "labels": {**self._labels, **dict(identity.pod_labels)},
             },
             opts=child,
         )
         # The job manager creates task-manager pods and keeps HA state in ConfigMaps.
         role = k8s.rbac.v1.Role(
             f"{name}-role",
-            metadata={"name": "flink", "namespace": names.METERING_NAMESPACE},
+            metadata={
+                "name": "flink",
+                "namespace": names.METERING_NAMESPACE,
+                "labels": self._labels,
+            },
             rules=[
                 {
                     "apiGroups": [""],
@@ -172,7 +202,11 @@ class FlinkJob(pulumi.ComponentResource):
         )
         k8s.rbac.v1.RoleBinding(
             f"{name}-binding",
-            metadata={"name": "flink", "namespace": names.METERING_NAMESPACE},
+            metadata={
+                "name": "flink",
+                "namespace": names.METERING_NAMESPACE,
+                "labels": self._labels,
+            },
             role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "flink"},
             subjects=[
                 {

@@ -9,7 +9,8 @@ topology spread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -17,6 +18,7 @@ import pulumi_kubernetes as k8s
 
 from components import versions
 from components.k8s import names
+from components.k8s.network_policies import KUBE_API_LABEL
 
 RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 EVENTS_RETENTION_MS = 3 * 24 * 3600 * 1000  # the sizing formula's 3 days of buffer
@@ -32,6 +34,8 @@ class KafkaArgs:
     prod: bool
     # The operator release whose CRDs these custom resources need.
     operator: pulumi.Resource | None = None
+    # The stack's common labels (customer, environment, managed-by) for every object.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.brokers < 3:
@@ -44,6 +48,8 @@ def _spread(pool: str, hard: bool) -> dict[str, Any]:
     labels = {"strimzi.io/cluster": names.KAFKA_CLUSTER, "strimzi.io/pool-name": pool}
     return {
         "pod": {
+            # Rack awareness: Strimzi's init container reads the node's zone from the API.
+            "metadata": {"labels": {KUBE_API_LABEL: "true"}},
             "topologySpreadConstraints": [
                 {
                     "maxSkew": 1,
@@ -51,7 +57,7 @@ def _spread(pool: str, hard: bool) -> dict[str, Any]:
                     "whenUnsatisfiable": "DoNotSchedule" if hard else "ScheduleAnyway",
                     "labelSelector": {"matchLabels": labels},
                 }
-            ]
+            ],
         }
     }
 
@@ -67,7 +73,8 @@ class Kafka(pulumi.ComponentResource):
         super().__init__("meterplane:k8s:Kafka", name, None, opts)
         self._name = name
         self._operator = [args.operator] if args.operator else []
-        cluster_label = {"strimzi.io/cluster": names.KAFKA_CLUSTER}
+        self._labels = dict(args.labels)
+        cluster_label = {**self._labels, "strimzi.io/cluster": names.KAFKA_CLUSTER}
         controllers = self._pool("controller", 3, "50Gi", ["controller"], args.prod, "1", "2Gi")
         brokers = self._pool(
             "broker", args.brokers, args.broker_volume, ["broker"], args.prod, "2", "8Gi"
@@ -79,6 +86,7 @@ class Kafka(pulumi.ComponentResource):
             metadata={
                 "name": names.KAFKA_CLUSTER,
                 "namespace": names.METERING_NAMESPACE,
+                "labels": self._labels,
                 "annotations": {"strimzi.io/node-pools": "enabled", "strimzi.io/kraft": "enabled"},
             },
             spec={
@@ -98,7 +106,12 @@ class Kafka(pulumi.ComponentResource):
                         "replica.selector.class": RACK_AWARE_SELECTOR,
                     },
                 },
-                "entityOperator": {"topicOperator": {}, "userOperator": {}},
+                "entityOperator": {
+                    "topicOperator": {},
+                    "userOperator": {},
+                    # The topic and user operators work through the Kubernetes API.
+                    "template": {"pod": {"metadata": {"labels": {KUBE_API_LABEL: "true"}}}},
+                },
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[controllers, brokers]),
         )
@@ -140,7 +153,7 @@ class Kafka(pulumi.ComponentResource):
             metadata={
                 "name": pool,
                 "namespace": names.METERING_NAMESPACE,
-                "labels": {"strimzi.io/cluster": names.KAFKA_CLUSTER},
+                "labels": {**self._labels, "strimzi.io/cluster": names.KAFKA_CLUSTER},
             },
             spec={
                 "replicas": replicas,

@@ -10,7 +10,7 @@ is created in the zone where the pod landed; ``Retain`` keeps data if a claim is
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -27,6 +27,8 @@ class PlatformArgs:
     storage_provisioner: str
     storage_parameters: Mapping[str, pulumi.Input[str]]
     prod: bool
+    # The stack's common labels (customer, environment, managed-by) for every object.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class Platform(pulumi.ComponentResource):
@@ -37,6 +39,7 @@ class Platform(pulumi.ComponentResource):
     ) -> None:
         super().__init__("meterplane:k8s:Platform", name, None, opts)
         self._name = name
+        self._labels = dict(args.labels)
         self.namespaces = {
             ns: self._namespace(ns, enforce)
             for ns, enforce in (
@@ -47,7 +50,7 @@ class Platform(pulumi.ComponentResource):
         }
         self.storage_class = k8s.storage.v1.StorageClass(
             f"{name}-ssd",
-            metadata={"name": names.STORAGE_CLASS},
+            metadata={"name": names.STORAGE_CLASS, "labels": self._labels},
             provisioner=args.storage_provisioner,
             parameters=dict(args.storage_parameters),
             allow_volume_expansion=True,
@@ -64,6 +67,7 @@ class Platform(pulumi.ComponentResource):
             metadata={
                 "name": namespace,
                 "labels": {
+                    **self._labels,
                     "app.kubernetes.io/part-of": "meterplane",
                     "pod-security.kubernetes.io/enforce": enforce,
                     "pod-security.kubernetes.io/warn": "restricted",

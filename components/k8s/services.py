@@ -33,6 +33,8 @@ class AppServiceArgs:
     namespace: str = names.METERING_NAMESPACE
     api_keys: bool = True
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    # The stack's common labels (customer, environment, managed-by) for every object.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.replicas <= self.max_replicas:
@@ -84,7 +86,11 @@ class AppService(pulumi.ComponentResource):
         super().__init__("meterplane:k8s:AppService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = {"app.kubernetes.io/name": args.command, "app.kubernetes.io/part-of": "meterplane"}
-        meta = {"name": args.command, "namespace": args.namespace, "labels": labels}
+        meta = {
+            "name": args.command,
+            "namespace": args.namespace,
+            "labels": {**args.labels, **labels},
+        }
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=child
         )

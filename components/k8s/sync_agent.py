@@ -8,7 +8,8 @@ its volume, and two agents would send the same rollups twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -31,6 +32,8 @@ class SyncAgentArgs:
     environment_id: str
     egress_cidrs: tuple[IPv4Network, ...]
     local_customer_data: bool
+    # The stack's common labels (customer, environment, managed-by) for every object.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.egress_cidrs:
@@ -68,7 +71,8 @@ class SyncAgent(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         ns = names.SHARED_NAMESPACE
         labels = {"app.kubernetes.io/name": "sync", "app.kubernetes.io/part-of": "meterplane"}
-        meta = {"name": "sync", "namespace": ns, "labels": labels}
+        self._labels = dict(args.labels)
+        meta = {"name": "sync", "namespace": ns, "labels": {**self._labels, **labels}}
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=child
         )
@@ -139,6 +143,7 @@ class SyncAgent(pulumi.ComponentResource):
             metadata={
                 "name": claim,
                 "namespace": names.SHARED_NAMESPACE,
+                "labels": self._labels,
                 # WaitForFirstConsumer binds only once the pod exists, which depends on this
                 # claim: waiting for "Bound" here would deadlock the update.
                 "annotations": {"pulumi.com/skipAwait": "true"},

@@ -9,6 +9,14 @@ import pulumi
 
 
 @dataclass(frozen=True)
+class EgressRule:
+    """One TCP destination range that a NetworkPolicy may open."""
+
+    cidr: str
+    port: int
+
+
+@dataclass(frozen=True)
 class PodIdentity:
     """How a service account's pods pick up their cloud identity."""
 
@@ -27,5 +35,9 @@ class ClusterTarget:
     archive_url: pulumi.Output[str]  # e.g. s3://bucket, gs://bucket, abfss://c@acct.dfs...
     archive_kms_key: pulumi.Output[str]
     identities: Mapping[str, PodIdentity]  # service account name -> identity
+    # Where pods reach the API server, and the bucket plus the identity endpoint (private
+    # endpoints inside the network, link-local metadata/identity agents).
+    kube_api_egress: tuple[EgressRule, ...]
+    object_store_egress: tuple[EgressRule, ...]
     flink_configuration: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     flink_plugins: str = ""  # ENABLE_BUILT_IN_PLUGINS for the object store

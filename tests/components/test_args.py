@@ -14,6 +14,7 @@ from components.azure.keyvault import KeyVaultArgs
 from components.azure.storage import ArchiveStorageArgs
 from components.k8s.clickhouse import ClickHouseArgs
 from components.k8s.kafka import KafkaArgs
+from components.k8s.network_policies import MeteringEgressArgs
 from components.k8s.services import AppServiceArgs
 from components.k8s.sync_agent import SyncAgentArgs, egress_rules
 
@@ -52,7 +53,13 @@ from components.k8s.sync_agent import SyncAgentArgs, egress_rules
             ),
             "egress_cidrs",
         ),
-        (lambda: NetworkArgs(cidr=IPv4Network("10.0.0.0/16"), zones=(), tags={}), "zone"),
+        (lambda: MeteringEgressArgs(kube_api=(), object_store=()), "need rules"),
+        (
+            lambda: NetworkArgs(
+                cidr=IPv4Network("10.0.0.0/16"), zones=(), region="us-east-1", tags={}
+            ),
+            "zone",
+        ),
         (
             lambda: ArchiveBucketArgs(bucket_name="b", key_arn="k", retention_days=0, tags={}),
             "positive",
@@ -67,6 +74,8 @@ from components.k8s.sync_agent import SyncAgentArgs, egress_rules
                 key_name="k",
                 subscription_id="s",
                 retention_days=30,
+                subnet_id="s",
+                vnet_id="v",
                 tags={},
             ),
             "letters and digits",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from typing import Any
 
 import kubernetes_validate
@@ -10,6 +11,7 @@ import pytest
 
 from components import versions
 from components.k8s import names
+from components.k8s.network_policies import KUBE_API_LABEL, OBJECT_STORE_LABEL
 from meterplane.plan.model import RenderedResource, RenderedStack
 from tests.infra.harness import DEV_STACK, STACKS, Rendered, check, k8s_objects, one, rendered
 
@@ -85,7 +87,7 @@ def test_kafka_replication_rack_awareness_and_spread(prod_stack: Rendered) -> An
             (spread,) = pool.inputs["spec"]["template"]["pod"]["topologySpreadConstraints"]
             assert spread["topologyKey"] == "topology.kubernetes.io/zone"
             assert spread["whenUnsatisfiable"] == "DoNotSchedule"
-            assert pool.inputs["metadata"]["labels"] == {"strimzi.io/cluster": names.KAFKA_CLUSTER}
+            assert pool.inputs["metadata"]["labels"]["strimzi.io/cluster"] == names.KAFKA_CLUSTER
             assert pool.inputs["spec"]["storage"]["volumes"][0]["class"] == names.STORAGE_CLASS
         events = _cr(view, "KafkaTopic", names.EVENTS_TOPIC)
         assert events.inputs["spec"]["partitions"] == float(sizing.partitions)
@@ -161,7 +163,11 @@ def test_sync_agent_network_policy_denies_ingress_and_limits_egress(stack: Rende
     view, cfg = stack.view, stack.program.config
 
     def verify(_: list[Any]) -> None:
-        (policy,) = k8s_objects(view, "NetworkPolicy")
+        (policy,) = [
+            p
+            for p in k8s_objects(view, "NetworkPolicy")
+            if p.inputs["metadata"]["namespace"] == "shared"
+        ]
         spec = policy.inputs["spec"]
         agent = _cr(view, "Deployment", "sync")
         assert (
@@ -192,6 +198,75 @@ def test_sync_agent_network_policy_denies_ingress_and_limits_egress(stack: Rende
         assert len(spec["egress"]) == 2
 
     return check(stack.program.workloads.sync_agent.network_policy.id).apply(verify)
+
+
+@pulumi.runtime.test
+def test_metering_egress_is_denied_by_default_and_never_open(stack: Rendered) -> Any:
+    view, cfg = stack.view, stack.program.config
+    target = stack.program.foundation.target
+
+    def verify(_: list[Any]) -> None:
+        policies = {
+            p.inputs["metadata"]["name"]: p.inputs["spec"]
+            for p in k8s_objects(view, "NetworkPolicy")
+            if p.inputs["metadata"]["namespace"] == "metering"
+        }
+        deny = policies["default-deny-egress"]
+        assert deny["podSelector"] == {}
+        assert deny["policyTypes"] == ["Egress"]
+        (dns,) = deny["egress"]
+        assert {p["port"] for p in dns["ports"]} == {53.0}
+        assert policies["allow-namespace"]["egress"] == [{"to": [{"podSelector": {}}]}]
+        control_plane = [ip_network(str(c)) for c in cfg.control_plane.egress_cidrs]
+        opened = [
+            ip_network(peer["ipBlock"]["cidr"])
+            for spec in policies.values()
+            for rule in spec["egress"]
+            for peer in rule.get("to", [])
+            if "ipBlock" in peer
+        ]
+        assert opened
+        for network in opened:
+            assert network.prefixlen > 0, network  # never 0.0.0.0/0
+            assert not any(network.overlaps(c) for c in control_plane), network
+        assert all(rule.get("to") for spec in policies.values() for rule in spec["egress"])
+        expected = {rule.cidr for rule in (*target.kube_api_egress, *target.object_store_egress)}
+        assert {str(n) for n in opened} == expected
+        # Who may use those exits: Flink and the archiver (bucket), Flink and Kafka (API).
+        flink_labels = _cr(view, "FlinkDeployment").inputs["spec"]["podTemplate"]["metadata"][
+            "labels"
+        ]
+        assert flink_labels[OBJECT_STORE_LABEL] == flink_labels[KUBE_API_LABEL] == "true"
+        (job,) = k8s_objects(view, "CronJob")
+        job_labels = job.inputs["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        assert job_labels[OBJECT_STORE_LABEL] == "true"
+        for name in ("ingest", "entitlements"):
+            for deployment in (
+                d for d in k8s_objects(view, "Deployment") if d.inputs["metadata"]["name"] == name
+            ):
+                pod_labels = deployment.inputs["spec"]["template"]["metadata"]["labels"]
+                assert OBJECT_STORE_LABEL not in pod_labels
+                assert KUBE_API_LABEL not in pod_labels
+
+    return check(stack.program.workloads.egress.urn).apply(verify)
+
+
+@pulumi.runtime.test
+def test_every_object_carries_the_stack_labels(stack: Rendered) -> Any:
+    view, cfg = stack.view, stack.program.config
+
+    def verify(_: list[Any]) -> None:
+        objects = [
+            r for r in view.resources if r.type.startswith("kubernetes:") and "metadata" in r.inputs
+        ]
+        assert len(objects) > 20
+        for resource in objects:
+            labels = resource.inputs["metadata"].get("labels", {})
+            assert labels.get("meterplane.io/customer") == cfg.customer, resource.name
+            assert labels.get("meterplane.io/environment") == cfg.environment, resource.name
+            assert labels.get("app.kubernetes.io/managed-by") == "pulumi", resource.name
+
+    return check(stack.program.workloads.platform.storage_class.id).apply(verify)
 
 
 def _containers(resource: RenderedResource) -> list[dict[str, Any]]:
