@@ -372,7 +372,8 @@ def test_standalone_agent_listens_only_on_its_health_port(world: World) -> None:
     w.key = ROTATED_KEY
     w.dp.stop()  # the standalone agent reads the same counters, from ClickHouse (chdb here)
     health = free_port()
-    env = {**w.dp_env, "METERPLANE_HTTP_PORT": str(health)}
+    shared = w.tmp / "shared-volume" / "catalog.yaml"  # what the other services read
+    env = {**w.dp_env, "METERPLANE_HTTP_PORT": str(health), "METERPLANE_CATALOG": str(shared)}
     agent = Proc(["sync"], env, w.tmp / "sync.log").start()
     try:
         wait_http(f"http://127.0.0.1:{health}/readyz", 60, agent)
@@ -382,9 +383,9 @@ def test_standalone_agent_listens_only_on_its_health_port(world: World) -> None:
         assert established, "the agent holds its long-poll connection"
         for local, remote, _ in established:
             assert remote == w.cp_port or local == health, (local, remote)
-        out = load_catalog(w.data_dir / "sync" / "catalog.yaml")
+        out = load_catalog(shared)
         assert {"acme", "hooli", "initech"} <= set(out.customers)
-        governance = json.loads((w.data_dir / "sync" / "governance.json").read_text())
+        governance = json.loads(shared.with_name("governance.json").read_text())
         assert governance == {"apiKeys": [ROTATED_KEY]}
         metrics = httpx.get(f"http://127.0.0.1:{health}/metrics").text
         assert "meterplane_sync_cursor_seq" in metrics
@@ -394,13 +395,12 @@ def test_standalone_agent_listens_only_on_its_health_port(world: World) -> None:
         accepted = counts.get("rollups_accepted", 0)
         assert w.admin.state()["counts"].get("rollups_accepted", 0) == accepted
         w.admin.push("subscription.changed", {"customerId": "hooli", "subscription": sub("pro")})
-        wait_until(
-            lambda: (
-                "pro" in (w.data_dir / "sync" / "catalog.yaml").read_text().split("hooli")[1][:200]
-            ),
-            POLL_S * 2,
-            "catalog file updated",
-        )
+
+        def hooli_plan() -> str | None:
+            s = load_catalog(shared).customers["hooli"].subscription
+            return None if s is None else s.planId
+
+        wait_until(lambda: hooli_plan() == "pro", POLL_S * 2, "catalog file updated")
     finally:
         agent.stop(timeout=20)
     assert agent.proc is not None

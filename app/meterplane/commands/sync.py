@@ -3,8 +3,9 @@
 Reads customer-wide counters from ClickHouse (``METERPLANE_CLICKHOUSE_URL``; without it,
 the embedded engine on ``--data-dir``), publishes rollups and lifecycle events to the
 control plane, and materializes the synced catalog as files other services read
-(``--catalog-out``, default ``<data dir>/sync/catalog.yaml``, with ``governance.json``
-beside it). Listens only on the health/metrics port (``--host``/``--port``).
+(``--catalog-out`` / ``METERPLANE_SYNC_CATALOG_OUT``, else ``METERPLANE_CATALOG``, else
+``<data dir>/sync/catalog.yaml``; ``governance.json`` with the ingest keys beside it), each
+replaced atomically. Listens only on the health/metrics port (``--host``/``--port``).
 """
 
 from __future__ import annotations
@@ -70,7 +71,13 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         reader, close_reader = _reader(settings)
-        out = settings.sync_catalog_out or settings.data_dir / "sync" / "catalog.yaml"
+        # METERPLANE_CATALOG names the catalog file the services read; the agent is the one
+        # that writes it (on the shared volume) unless told otherwise.
+        out = (
+            settings.sync_catalog_out
+            or settings.catalog
+            or settings.data_dir / "sync" / "catalog.yaml"
+        )
         agent = SyncAgent(
             config,
             settings.data_dir / "sync" / "agent.sqlite",
