@@ -140,6 +140,12 @@ class StackConfig(_Model):
         if self.features.entitlements and not self.features.local_customer_data:
             # Decisions read the customer's subscriptions, which live only in local data.
             raise ValueError("features.entitlements: needs features.localCustomerData")
+        if self.cloud == "azure" and self.archive.kms_key_id is not None:
+            # AKS KMS and the storage CMK need the vault's resource id and role grants on
+            # it; a bare key URL cannot provide them, so the vault is always created.
+            raise ValueError(
+                "archive.kmsKeyId: not supported on azure (the stack creates its vault)"
+            )
         if self.cloud == "gcp" and self.gcp is None:
             raise ValueError("gcp: required when cloud is gcp")
         other = {"aws": ("gcp", "azure"), "gcp": ("azure",), "azure": ("gcp",)}[self.cloud]

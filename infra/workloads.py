@@ -18,6 +18,7 @@ from components.k8s.archiver import Archiver, ArchiverArgs
 from components.k8s.clickhouse import ClickHouse, ClickHouseArgs
 from components.k8s.flink import FlinkJob, FlinkJobArgs
 from components.k8s.kafka import Kafka, KafkaArgs
+from components.k8s.migrations import SchemaMigration, SchemaMigrationArgs
 from components.k8s.network_policies import MeteringEgress, MeteringEgressArgs
 from components.k8s.platform import Platform, PlatformArgs
 from components.k8s.services import AppService, AppServiceArgs
@@ -42,6 +43,7 @@ class Workloads:
     entitlements: AppService | None
     archiver: Archiver
     sync_agent: SyncAgent
+    migration: SchemaMigration
 
 
 def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> Workloads:
@@ -91,6 +93,17 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
         ),
         after_operators,
     )
+    # The release's schema migrations run to completion before any workload of the release.
+    migration = SchemaMigration(
+        f"{name}-migrate",
+        SchemaMigrationArgs(release=release, clickhouse_url=clickhouse.url, labels=labels),
+        pulumi.ResourceOptions(
+            providers={"kubernetes": provider}, depends_on=[platform, clickhouse]
+        ),
+    )
+    after_migration = pulumi.ResourceOptions(
+        providers={"kubernetes": provider}, depends_on=[platform, migration]
+    )
     flink = FlinkJob(
         f"{name}-aggregate",
         FlinkJobArgs(
@@ -107,7 +120,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             operator=platform.operators["flink-operator"],
             labels=labels,
         ),
-        after_operators,
+        after_migration,
     )
     ingest = AppService(
         f"{name}-ingest",
@@ -120,7 +133,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             prod=prod,
             labels=labels,
         ),
-        after_operators,
+        after_migration,
     )
     entitlements = None
     if cfg.features.entitlements:
@@ -139,7 +152,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
                 memory="2Gi",
                 labels=labels,
             ),
-            after_operators,
+            after_migration,
         )
     archiver = Archiver(
         f"{name}-archiver",
@@ -156,7 +169,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             },
             labels=labels,
         ),
-        after_operators,
+        after_migration,
     )
     endpoint = str(cfg.control_plane.endpoint)
     sync_agent = SyncAgent(
@@ -170,7 +183,7 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
             local_customer_data=cfg.features.local_customer_data,
             labels=labels,
         ),
-        after_operators,
+        after_migration,
     )
     return Workloads(
         provider,
@@ -183,4 +196,5 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
         entitlements,
         archiver,
         sync_agent,
+        migration,
     )

@@ -135,3 +135,18 @@ def test_missing_required_key_is_named(tmp_path: Path) -> None:
     with pytest.raises(StackConfigError) as caught:
         render_program("partial-prod", tmp_path)
     assert caught.value.problems == [("meterplane:controlPlane", "Field required")]
+
+
+def test_existing_key_is_refused_on_azure() -> None:
+    problems = _problems(
+        {
+            **VALID,
+            "cloud": "azure",
+            "archive": {
+                "hotRetentionDays": 30,
+                "retentionDays": 400,
+                "kmsKeyId": "https://kv/keys/k",
+            },
+        }
+    )
+    assert [p for p, _ in problems] == ["meterplane:archive.kmsKeyId"]
