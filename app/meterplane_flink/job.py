@@ -162,9 +162,10 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
         record = decode_events_record(value.encode())
         book = self.book
         versions: dict[CounterKey, int] = {}
+        # Start each element from an empty book (restore([]) also drops the book's cache of
+        # current-period counters), whose counters are then read lazily from state.
+        book.restore([])
         book.counters = StateCounters(self.counters, book, versions)
-        book.period_end = {}
-        book.dirty = set()
         out = Outcome()
         dups = 0
         received = record.received_us

@@ -430,5 +430,135 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+class ManagedProcess:
+    """A child process in its own session, logged to a file, stopped by process group."""
+
+    def __init__(self, argv: Sequence[str], log_file: Path, env: Mapping[str, str]) -> None:
+        self.argv = list(argv)
+        self.log_file = log_file
+        self.env = dict(env)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process (output appended to ``log_file``)."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a crash: nothing gets to clean up)."""
+        self._signal(signal.SIGKILL, timeout=30)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the process group; SIGKILL it if it has not exited after ``timeout``."""
+        self._signal(signal.SIGTERM, timeout)
+
+    def _signal(self, sig: signal.Signals, timeout: float) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+    def output(self) -> str:
+        """Everything the process wrote so far."""
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+
+def flink_job(
+    work_dir: Path,
+    bootstrap: str,
+    *,
+    events_topic: str = "events",
+    counters_topic: str = "counters",
+    catalog: Path | None = None,
+    mini_batch_ms: int = 100,
+    checkpoint_interval_ms: int = 1000,
+    extra_args: Sequence[str] = (),
+) -> ManagedProcess:
+    """The aggregation job in PyFlink local mode, checkpointing under ``work_dir``."""
+    argv = [
+        str(ensure_flink_venv()),
+        "-m",
+        "meterplane_flink",
+        "--bootstrap",
+        bootstrap,
+        "--events-topic",
+        events_topic,
+        "--counters-topic",
+        counters_topic,
+        "--checkpoint-dir",
+        str(work_dir / "checkpoints"),
+        "--checkpoint-interval-ms",
+        str(checkpoint_interval_ms),
+        "--mini-batch-ms",
+        str(mini_batch_ms),
+        "--connector-jar",
+        str(ensure_flink_connector_jar()),
+        *(["--catalog", str(catalog)] if catalog is not None else []),
+        *extra_args,
+    ]
+    return ManagedProcess(argv, work_dir / "job.log", flink_env(work_dir / "flink-logs"))
+
+
+def meterplane_service(
+    command: str,
+    work_dir: Path,
+    bootstrap: str,
+    api_key: str,
+    *,
+    catalog: Path | None = None,
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
+) -> tuple[ManagedProcess, str]:
+    """``meterplane ingest|entitlements`` on a free loopback port; returns it and its URL."""
+    port = port or free_port()
+    env = dict(
+        os.environ,
+        METERPLANE_API_KEYS=api_key,
+        METERPLANE_KAFKA_BOOTSTRAP=bootstrap,
+        METERPLANE_HTTP_HOST="127.0.0.1",
+        METERPLANE_HTTP_PORT=str(port),
+        METERPLANE_LOG_LEVEL="WARNING",
+    )
+    if catalog is not None:
+        env["METERPLANE_CATALOG"] = str(catalog)
+    meterplane = Path(sys.executable).parent / "meterplane"
+    argv = [str(meterplane), command, *extra_args]
+    return ManagedProcess(argv, work_dir / f"{command}-{port}.log", env), f"http://127.0.0.1:{port}"
+
+
+def wait_ready(url: str, process: ManagedProcess, timeout: float = 60.0) -> None:
+    """Poll ``{url}/readyz`` until it answers 200 (fails early if the process died)."""
+    import httpx  # noqa: PLC0415 - only the harness needs it
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.running:
+            raise EngineSetupError(f"{process.argv[1]} exited:\n{process.output()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise EngineSetupError(f"{url} not ready after {timeout:.0f} s:\n{process.output()[-3000:]}")
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
