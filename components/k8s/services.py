@@ -135,7 +135,10 @@ class AppService(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+            # The HPA owns the replica count after creation; re-applying it would fight it.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[account], ignore_changes=["spec.replicas"]
+            ),
         )
         k8s.core.v1.Service(
             f"{name}-service",
