@@ -65,8 +65,8 @@ class Rig:
         self.agent = self._new_agent()
         self.agent.start()
 
-    def count(self, customer: str, n: int, event: str = "api_call") -> None:
-        ts = now_us()
+    def count(self, customer: str, n: int, event: str = "api_call", ts: int | None = None) -> None:
+        ts = now_us() if ts is None else ts
         for _ in range(n):
             self.n += 1
             self.book.apply_event(customer, event, f"k{self.n}", ts, {}, "", Outcome())
@@ -133,7 +133,7 @@ def test_period_close_publishes_the_closing_value_at_once(
     catalog["plans"].append(
         {"id": "hourly", "entitlements": {"api-calls": {"usageLimit": 99, "resetPeriod": "HOUR"}}}
     )
-    end = now_us() + 2 * US_PER_S
+    end = now_us() + 3 * US_PER_S
     admin.push("catalog.updated", catalog)
     admin.push(
         "subscription.created",
@@ -143,7 +143,7 @@ def test_period_close_publishes_the_closing_value_at_once(
     rig.agent.start()
     try:
         _synced(rig, "acme")
-        rig.count("acme", 4)
+        rig.count("acme", 4, ts=end - US_PER_S)  # inside the period, however slow the sync was
         period_start = iso(end - 3600 * US_PER_S)
         key = ("acme", "api-calls", period_start)
         wait_until(lambda: key in admin.totals(), 8, "closing rollup")

@@ -358,6 +358,10 @@ def test_every_payload_the_agent_sent_is_aggregates_only(world: World) -> None:
         # Not even the values of events: names, keys, dimensions, resources stay home.
         for secret in ("api_call", "completion", "evt-secret", "eu-west-9", "res-secret"):
             assert secret not in x["body"]
+    # The embedded agent adds no listening socket to the data plane (only its API port), and
+    # holds a connection it opened to the control plane (the long-poll).
+    assert listening_ports(w.dp.pid) == {w.dp_port}
+    assert any(remote == w.cp_port and state == "01" for _, remote, state in connections(w.dp.pid))
     # Every exchange was opened by the agent: the journal has only requests that arrived at
     # the control plane's port from an ephemeral port on the data plane's side.
     assert {x["peer"].rsplit(":", 1)[0] for x in exchanges} == {"127.0.0.1"}
