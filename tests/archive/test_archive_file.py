@@ -54,7 +54,7 @@ def test_old_days_move_to_cold_and_read_back_identically(seeded: Seeded, tmp_pat
             engine,
             store,
             hot_retention_days=RETENTION_DAYS,
-            rows_per_part=10,  # forces hash shards of each day
+            rows_per_part=20,  # forces hash shards of each day
             clock=lambda: seeded.now,
         )
         report = archiver.run()
