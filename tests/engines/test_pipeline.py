@@ -8,7 +8,6 @@ counter stream.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,45 +17,21 @@ import msgspec
 import pytest
 
 from meterplane.core.catalog import Catalog, load_catalog
-from meterplane.core.counters import CounterKey, Number
-from meterplane.core.settings import load_settings
+from meterplane.core.counters import CounterKey
 from meterplane.core.timeutil import now_us
-from meterplane.http.app import create_app
 from meterplane.kafka.counters import CounterStream
 from meterplane.kafka.records import KIND_EVENTS
-from meterplane.plane import EmbeddedPlane
 from meterplane.testing import engines
-from tests.engines.traffic import CUSTOMERS, generate
+from tests.engines.traffic import (
+    API_KEY,
+    CUSTOMERS,
+    embedded_counters,
+    generate,
+    published_counters,
+)
 
 pytestmark = pytest.mark.engines
-API_KEY = "engines-pipeline-key-0123456789"
 HEADERS = {"X-API-KEY": API_KEY}
-
-
-def embedded_counters(
-    requests: list[tuple[int, bytes]], catalog_path: Path, data_dir: Path
-) -> tuple[dict[CounterKey, Number | None], EmbeddedPlane]:
-    """Send the stream through the embedded plane's HTTP app; its counters when drained."""
-    settings = load_settings(env={}, data_dir=data_dir, catalog=catalog_path, api_keys=API_KEY)
-    plane = EmbeddedPlane(settings)
-    plane.start()
-    app = create_app(plane.buffer, plane.decider, (API_KEY,))
-
-    async def send() -> None:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://embedded") as client:
-            for kind, body in requests:
-                path = "/api/v1/events" if kind == KIND_EVENTS else "/api/v1/usage"
-                response = await client.post(path, content=body, headers=HEADERS)
-                assert response.status_code == 202, response.text
-
-    asyncio.run(send())
-    plane.aggregator.drain()
-    return {ck: v for ck, _, v in plane.aggregator.book.items()}, plane
-
-
-def _published(stream: CounterStream) -> dict[CounterKey, Number | None]:
-    return {ck: c.value() for ck, c in list(stream.book.counters.items())}
 
 
 def _diff(got: dict[CounterKey, Any], want: dict[CounterKey, Any]) -> str:
@@ -163,9 +138,9 @@ def test_http_to_flink_counters_equal_embedded_and_entitlements_recover(
         try:
             job = pipeline["job"]
             converged = counters.wait_for(
-                lambda: _published(counters) == expected or not job.running, 180, 0.2
+                lambda: published_counters(counters) == expected or not job.running, 180, 0.2
             )
-            published = _published(counters)
+            published = published_counters(counters)
         finally:
             counters.stop()
         assert job.running, job.output()[-3000:]

@@ -4,17 +4,26 @@ unmetered values, several customers (one unknown to the catalog)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 
+from meterplane.core.counters import CounterKey, Number
+from meterplane.core.settings import load_settings
 from meterplane.core.timeutil import US_PER_S, from_us
+from meterplane.http.app import create_app
+from meterplane.kafka.counters import CounterStream
 from meterplane.kafka.records import KIND_EVENTS, KIND_USAGE
+from meterplane.plane import EmbeddedPlane
 
 CUSTOMERS = ("c1", "c2", "c3", "c4", "ghost")
+API_KEY = "engines-pipeline-key-0123456789"
+HEADERS = {"X-API-KEY": API_KEY}
 HOUR_US = 3600 * US_PER_S
 
 
@@ -172,3 +181,30 @@ def generate(now_us: int, work_dir: Path, batches: int = 12, size: int = 400) ->
     stream.requests.append((KIND_USAGE, body))
     stream.requests.append((KIND_USAGE, body))  # retried: no double count
     return stream
+
+
+def embedded_counters(
+    requests: list[tuple[int, bytes]], catalog_path: Path, data_dir: Path
+) -> tuple[dict[CounterKey, Number | None], EmbeddedPlane]:
+    """Send the stream through the embedded plane's HTTP app; its counters when drained."""
+    settings = load_settings(env={}, data_dir=data_dir, catalog=catalog_path, api_keys=API_KEY)
+    plane = EmbeddedPlane(settings)
+    plane.start()
+    app = create_app(plane.buffer, plane.decider, (API_KEY,))
+
+    async def send() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://embedded") as client:
+            for kind, body in requests:
+                path = "/api/v1/events" if kind == KIND_EVENTS else "/api/v1/usage"
+                response = await client.post(path, content=body, headers=HEADERS)
+                assert response.status_code == 202, response.text
+
+    asyncio.run(send())
+    plane.aggregator.drain()
+    return {ck: v for ck, _, v in plane.aggregator.book.items()}, plane
+
+
+def published_counters(stream: CounterStream) -> dict[CounterKey, Number | None]:
+    """The counters a ``CounterStream`` has received, as key -> value."""
+    return {ck: c.value() for ck, c in list(stream.book.counters.items())}

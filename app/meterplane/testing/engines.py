@@ -518,6 +518,12 @@ def flink_job(
     return ManagedProcess(argv, work_dir / "job.log", flink_env(work_dir / "flink-logs"))
 
 
+def completed_checkpoints(work_dir: Path) -> list[int]:
+    """Numbers of the completed checkpoints of a :func:`flink_job` (any job id), sorted."""
+    done = (work_dir / "checkpoints").glob("*/chk-*/_metadata")
+    return sorted(int(p.parent.name.removeprefix("chk-")) for p in done)
+
+
 def meterplane_service(
     command: str,
     work_dir: Path,

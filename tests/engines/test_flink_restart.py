@@ -1,0 +1,127 @@
+"""The Flink job killed mid-stream and restarted from its checkpoint gives exact counters."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from meterplane.core.catalog import load_catalog
+from meterplane.core.timeutil import now_us
+from meterplane.kafka.buffer import KafkaBuffer, KafkaBufferConfig
+from meterplane.kafka.counters import CounterStream
+from meterplane.testing import engines
+from tests.engines.traffic import embedded_counters, generate, published_counters
+
+pytestmark = pytest.mark.engines
+
+
+def _end_offsets(bootstrap: str, topic: str, partitions: int) -> list[TopicPartition]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets-probe"})
+    try:
+        return [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
+            for p in range(partitions)
+        ]
+    finally:
+        consumer.close()
+
+
+def _wait(predicate: object, timeout: float, what: str, job: engines.ManagedProcess) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert job.running, f"job died while waiting for {what}:\n{job.output()[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_job_killed_mid_stream_restores_checkpoint_without_loss_or_double_count(
+    kafka_broker: engines.KafkaBroker, tmp_path: Path, topic_name: str
+) -> None:
+    events_topic, counters_topic = f"{topic_name}-events", f"{topic_name}-counters"
+    kafka_broker.create_topic(events_topic, partitions=3)
+    kafka_broker.create_topic(counters_topic, partitions=3, config={"cleanup.policy": "compact"})
+    stream = generate(now_us(), tmp_path, batches=16, size=300)
+    assert stream.catalog_path is not None
+    catalog = load_catalog(stream.catalog_path)
+    half = len(stream.requests) // 2
+    part1, part2 = stream.requests[:half], stream.requests[half:]
+    expected_part1, plane = embedded_counters(part1, stream.catalog_path, tmp_path / "emb1")
+    plane.stop()
+    expected_all, plane = embedded_counters(stream.requests, stream.catalog_path, tmp_path / "emb2")
+    plane.stop()
+    assert expected_part1 != expected_all
+
+    buffer = KafkaBuffer(KafkaBufferConfig(kafka_broker.bootstrap, topic=events_topic))
+    counters = CounterStream(kafka_broker.bootstrap, catalog, topic=counters_topic)
+    work = tmp_path / "flink"
+
+    def job() -> engines.ManagedProcess:
+        return engines.flink_job(
+            work,
+            kafka_broker.bootstrap,
+            events_topic=events_topic,
+            counters_topic=counters_topic,
+            catalog=stream.catalog_path,
+            checkpoint_interval_ms=500,
+        )
+
+    first = job()
+    second = job()
+    try:
+        for kind, body in part1:
+            buffer.append_sync(kind, now_us(), body)
+        part1_ends = _end_offsets(kafka_broker.bootstrap, events_topic, 3)
+        first.start()
+        counters.start()
+        _wait(lambda: published_counters(counters) == expected_part1, 180, "part 1 counters", first)
+        # A checkpoint triggered after part 1 was counted holds part 1's state and offsets.
+        seen_at = max(engines.completed_checkpoints(work), default=0)
+        _wait(
+            lambda: max(engines.completed_checkpoints(work), default=0) >= seen_at + 2,
+            60,
+            "a checkpoint after part 1",
+            first,
+        )
+
+        sent = threading.Event()
+        progress = [0]
+
+        def send_part2() -> None:
+            for kind, body in part2:
+                buffer.append_sync(kind, now_us(), body)
+                progress[0] += 1
+            sent.set()
+
+        sender = threading.Thread(target=send_part2)
+        sender.start()
+        while progress[0] < len(part2) // 2:
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the job count some of part 2 before it dies
+        first.kill()
+        sender.join(timeout=60)
+        assert sent.is_set()
+
+        # Remove part 1 from the topic: only the checkpoint still knows it, so the
+        # restarted job can only be exact if it resumed from that checkpoint.
+        admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+        for future in admin.delete_records(part1_ends).values():
+            future.result(timeout=30)
+
+        second.start()
+        _wait(lambda: published_counters(counters) == expected_all, 180, "all counters", second)
+        assert "restoring from" in second.output()
+    finally:
+        counters.stop()
+        first.kill()
+        second.kill()
+        buffer.close(timeout=5)
+
+    published = published_counters(counters)
+    assert published == expected_all
+    assert {type(v) for v in published.values()} == {type(v) for v in expected_all.values()}
