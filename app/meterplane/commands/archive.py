@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def archive_once(settings: Settings) -> int:
     """One archive run over ``settings.data_dir``; returns the exit status."""
     data_dir = settings.data_dir
+    if settings.clickhouse_url:
+        # Deleting exactly the exported rows relies on the embedded log's ordered positions;
+        # a cluster fed by many writers needs identity-exact deletes first.
+        raise ConfigError(
+            "METERPLANE_CLICKHOUSE_URL: meterplane archive runs on the embedded store "
+            "(--data-dir) only; unset it"
+        )
     if not (data_dir / "chdb").exists():
         raise ConfigError(f"METERPLANE_DATA_DIR: no data plane at {data_dir}")
     store = store_from_settings(settings)
