@@ -26,10 +26,19 @@ if sys.pycache_prefix is None:
 sys.dont_write_bytecode = False
 
 from meterplane.plan._engine import PlanSession  # noqa: E402 after the cache settings
+from meterplane.plan._mocks import PlanMocks  # noqa: E402
 from meterplane.plan.model import RenderedResource, RenderedStack  # noqa: E402
 
 STACKS = {"aws": "acme-prod", "gcp": "globex-prod", "azure": "initech-prod"}
 DEV_STACK = "acme-dev"
+
+
+def install_default_mocks() -> None:
+    """Mocks for the whole test process, installed by conftest before any test module
+    imports a component or the program (each render then installs its own)."""
+    pulumi.runtime.set_mocks(
+        PlanMocks(region="us-east-1"), project="meterplane", stack="test", preview=False
+    )
 
 
 @dataclass(frozen=True)

@@ -141,3 +141,34 @@ def test_cli_names_the_bad_key_of_an_invalid_stack(tmp_path: Path) -> None:
 def test_unknown_stack_is_a_plan_error(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="no file"):
         render_stack("nobody-prod", tmp_path)
+
+
+def test_mocks_fill_computed_outputs_with_realistic_values() -> None:
+    view = rendered("acme-prod").view
+    text = json.dumps(view.to_json())
+    # Nothing the engine would leave unknown in a preview reaches the plan.
+    assert "04da6b54-80e4-46f7-96ec-b56ff0331ba9" not in text
+    vpc = view.of_type("aws:ec2/vpc:Vpc")[0]
+    assert vpc.id is not None
+    assert vpc.id.startswith("vpc-0")
+    subnets = view.of_type("aws:ec2/subnet:Subnet")
+    assert {s.inputs["vpcId"] for s in subnets} == {vpc.id}
+    role_arns = {
+        r.inputs["roleArn"]
+        for r in view.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    }
+    assert all(arn.startswith("arn:aws:iam::123456789012:role/") for arn in role_arns)
+    cluster = view.of_type("aws:eks/cluster:Cluster")[0]
+    assert cluster.inputs["encryptionConfig"]["provider"]["keyArn"].startswith(
+        "arn:aws:kms:us-east-1:"
+    )
+    groups = view.of_type("aws:eks/nodeGroup:NodeGroup")
+    assert {g.inputs["clusterName"] for g in groups} == {cluster.id}
+    azure = rendered("initech-prod").view
+    credential = azure.of_type("azure-native:managedidentity:FederatedIdentityCredential")[0]
+    assert credential.inputs["issuer"].startswith("https://westeurope.oic.prod-aks.azure.com/")
+    gcp = rendered("globex-prod").view
+    pool = gcp.of_type("gcp:container/nodePool:NodePool")[0]
+    assert pool.inputs["cluster"].startswith(
+        "projects/globex-metering-prod/locations/europe-west1/clusters/"
+    )
