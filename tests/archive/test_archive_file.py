@@ -232,3 +232,41 @@ def test_archive_once_refuses_a_directory_serve_is_using(
         held.close()
     assert "in use by a running serve" in capsys.readouterr().err
     assert not (tmp_path / "cold").exists()
+
+
+def test_late_rows_for_an_archived_day_add_a_part_read_once(seeded: Seeded, tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "cold")
+    with engine_of(seeded.data_dir) as engine:
+        archiver = Archiver(engine, store, RETENTION_DAYS, clock=lambda: seeded.now)
+        archiver.run()
+        first = cold_rows(store)
+        day = first[0]["timestamp"].date()
+        copy = next(r for r in first if r["timestamp"].date() == day)
+        late_ts = int(copy["timestamp"].timestamp() * 1_000_000) + 1
+        top = max(int(r["log_pos"]) for r in first) + 10_000
+        engine.insert(
+            "events",
+            {
+                # A late event for the archived day, and a later copy of an archived
+                # identity (arrived after the dedup window) with a different payload.
+                "customer_id": ["acme", copy["customer_id"]],
+                "idempotency_key": ["late-1", copy["idempotency_key"]],
+                "kind": ["event", "event"],
+                "name": ["api_call", "api_call"],
+                "timestamp": [late_ts, late_ts],
+                "ingested_at": [seeded.now, seeded.now],
+                "resource_id": ["", ""],
+                "payload": [b'{"late": 1}', b'{"late": 2}'],
+                "log_pos": [top, top + 1],
+            },
+        )
+        report = archiver.run()
+        assert all(r["timestamp"].date() >= archiver.cutoff_day() for r in hot_rows(engine))
+    assert report.rows == 2
+    assert len([p for p in cold_parts(store) if p.day == day]) == 2
+    assert raw_cold_rows(store) == len(first) + 2
+    cold = cold_rows(store)
+    assert len(cold) == len(first) + 1  # the later copy is not a second event
+    kept = next(r for r in cold if ident(r) == ident(copy))
+    assert kept == copy  # the first copy (lowest log position) wins
+    assert ("acme", "late-1") in {ident(r) for r in cold}
