@@ -18,9 +18,10 @@ import pytest
 from rich.console import Console
 
 from meterplane.archive.cold import cold_parts
-from meterplane.archive.errors import ArchiveError
+from meterplane.archive.errors import ArchiveError, StoreUnavailable
 from meterplane.archive.exporter import STEPS, Archiver, Unit
 from meterplane.archive.layout import sha256_hex
+from meterplane.archive.schedule import ArchiveScheduler
 from meterplane.archive.stores import FileStore, open_store, parse_archive_url
 from meterplane.commands.archive import archive_once
 from meterplane.commands.rebuild import rebuild
@@ -216,8 +217,15 @@ def test_unwritable_directory_fails_before_anything_is_deleted(
     blocker.write_text("x")
     with engine_of(seeded.data_dir) as engine:
         before = hot_rows(engine)
+        archiver = Archiver(engine, FileStore(blocker / "cold"), RETENTION_DAYS)
         with pytest.raises(ArchiveError, match="not-a-dir"):
-            Archiver(engine, FileStore(blocker / "cold"), RETENTION_DAYS).run()
+            archiver.run()
+        assert hot_rows(engine) == before
+        # Inside serve the same failure is logged and kept; the schedule carries on.
+        scheduler = ArchiveScheduler(archiver, interval_s=3600)
+        scheduler.run_once()
+        assert isinstance(scheduler.last_error, StoreUnavailable)
+        assert scheduler.runs == 1
         assert hot_rows(engine) == before
 
 
