@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from meterplane.cli import main
+from tests.sync.harness import free_port
 
 
 @pytest.mark.parametrize(
@@ -74,3 +75,18 @@ def test_control_plane_requires_an_admin_token_and_well_formed_environments(
     args = ["control-plane", "--data-dir", str(tmp_path), "--admin-token", "a" * 16]
     assert main([*args, "--environment", "prod=short"]) == 2
     assert "--environment" in capsys.readouterr().err
+
+
+def test_sync_names_an_unreachable_clickhouse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for k, v in {
+        "METERPLANE_CONTROL_PLANE_URL": "https://cp.example.com",
+        "METERPLANE_CONTROL_PLANE_TOKEN": "t" * 20,
+        "METERPLANE_CONTROL_PLANE_ENVIRONMENT": "acme-prod",
+        "METERPLANE_CLICKHOUSE_URL": f"http://127.0.0.1:{free_port()}",
+    }.items():
+        monkeypatch.setenv(k, v)
+    assert main(["sync", "--data-dir", str(tmp_path)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("meterplane: METERPLANE_CLICKHOUSE_URL: cannot connect")

@@ -25,6 +25,7 @@ from meterplane.commands._common import (
     settings_from,
     setup_logging,
 )
+from meterplane.core.errors import ConfigError
 from meterplane.core.settings import Settings
 from meterplane.sync.adapters import ArrowQuery, FileTarget, SqlSource
 from meterplane.sync.agent import AgentConfig, SyncAgent
@@ -63,13 +64,6 @@ def run(args: argparse.Namespace) -> int:
         # Counters come from a database query here, not from memory: read them less often.
         config = AgentConfig.from_settings(settings, read_every_s=2.0)
         setup_logging(settings.log_level)
-        stop = threading.Event()
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
         reader, close_reader = _reader(settings)
         # METERPLANE_CATALOG names the catalog file the services read; the agent is the one
         # that writes it (on the shared volume) unless told otherwise.
@@ -78,14 +72,29 @@ def run(args: argparse.Namespace) -> int:
             or settings.catalog
             or settings.data_dir / "sync" / "catalog.yaml"
         )
-        agent = SyncAgent(
-            config,
-            settings.data_dir / "sync" / "agent.sqlite",
-            SqlSource(reader),
-            FileTarget(out),
-        )
-        health = HealthServer(settings.http_host, settings.http_port, agent.ready)
+        agent: SyncAgent | None = None
+        health: HealthServer | None = None
+        stop = threading.Event()
         try:
+            agent = SyncAgent(
+                config,
+                settings.data_dir / "sync" / "agent.sqlite",
+                SqlSource(reader),
+                FileTarget(out),
+            )
+            try:
+                health = HealthServer(settings.http_host, settings.http_port, agent.ready)
+            except OSError as err:
+                where = f"{settings.http_host}:{settings.http_port}"
+                raise ConfigError(
+                    f"METERPLANE_HTTP_PORT: cannot listen on {where}: {err}"
+                ) from None
+
+            def on_signal(signum: int, frame: FrameType | None) -> None:
+                stop.set()
+
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
             health.start()
             agent.start()
             log.info(
@@ -93,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
             )
             stop.wait()
         finally:
-            agent.stop()
-            health.stop()
+            if agent is not None:
+                agent.stop()
+            if health is not None:
+                health.stop()
             close_reader()
         return 0
 

@@ -53,5 +53,6 @@ class HealthServer:
 
     def stop(self) -> None:
         """Stop serving and release the port."""
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever: only if it runs
+            self._server.shutdown()
         self._server.server_close()
