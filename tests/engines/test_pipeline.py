@@ -8,6 +8,7 @@ counter stream.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ import pytest
 
 from meterplane.core.catalog import Catalog, load_catalog
 from meterplane.core.counters import CounterKey
+from meterplane.core.storage import ChdbEngine, migrate
 from meterplane.core.timeutil import now_us
 from meterplane.kafka.counters import CounterStream
+from meterplane.kafka.loader import ClickHouseLoader
 from meterplane.kafka.records import KIND_EVENTS
 from meterplane.testing import engines
 from tests.engines.traffic import (
@@ -103,6 +106,7 @@ def pipeline(
             "services": services,
             "bootstrap": kafka_broker.bootstrap,
             "counters_topic": counters_topic,
+            "events_topic": events_topic,
             "tmp": tmp_path,
         }
     finally:
@@ -169,5 +173,54 @@ def test_http_to_flink_counters_equal_embedded_and_entitlements_recover(
         engines.wait_ready(ents_url, ents_process)
         again = {k: _comparable(v) for k, v in _decisions(ents_url, catalog).items()}
         assert again == want
+        embedded_rows = _raw_rows(plane.engine)
     finally:
         plane.stop()
+
+    # Raw events and counters reach ClickHouse (chdb here; the same SQL as the server
+    # driver) from Kafka in large batches: one row per identity, as in the embedded store.
+    engine = ChdbEngine(pipeline["tmp"] / "clickhouse")
+    try:
+        migrate(engine)
+        loader = ClickHouseLoader(
+            pipeline["bootstrap"],
+            engine,
+            events_topic=pipeline["events_topic"],
+            counters_topic=pipeline["counters_topic"],
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while _raw_rows(engine) != embedded_rows or _stored_counters(engine) != {
+                ck: None if v is None else float(v) for ck, v in expected.items()
+            }:
+                assert time.monotonic() < deadline, "loader did not catch up"
+                loader.run_once()
+        finally:
+            loader.close()
+        # Large batches: far fewer inserts than records (a record holds many events).
+        assert loader.rows_inserted >= len(embedded_rows)
+        assert loader.inserts <= 10
+    finally:
+        engine.close()
+
+
+def _raw_rows(engine: Any) -> list[tuple[Any, ...]]:
+    table = engine.query_arrow(
+        "SELECT customer_id, idempotency_key, kind, name, toUnixTimestamp64Micro(timestamp) AS t,"
+        " resource_id FROM events FINAL ORDER BY customer_id, idempotency_key"
+    )
+    return [tuple(r.values()) for r in table.to_pylist()] if table.num_rows else []
+
+
+def _stored_counters(engine: Any) -> dict[CounterKey, float | None]:
+    table = engine.query_arrow(
+        "SELECT customer_id, feature_id, toUnixTimestamp64Micro(period_start) AS s, resource_id,"
+        " argMax(value, version) AS v FROM counters GROUP BY customer_id, feature_id,"
+        " period_start, resource_id"
+    )
+    if not table.num_rows:
+        return {}
+    return {
+        (r["customer_id"], r["feature_id"], r["s"], r["resource_id"]): r["v"]
+        for r in table.to_pylist()
+    }

@@ -1,0 +1,1 @@
+"""The ClickHouse server driver (clickhouse-connect) behind ``core.storage.SqlEngine``."""
