@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -65,7 +66,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="clickhouse_url",
         help="ClickHouse server DSN (METERPLANE_CLICKHOUSE_URL); default: the data directory",
     )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep retrying an unreachable server this long (the Job may start first)",
+    )
     parser.add_argument("--json", action="store_true", help='print {"applied": [...]}')
+
+
+def connect_server(url: str, wait_s: float) -> ClickHouseServerEngine:
+    """Connect, retrying for up to ``wait_s`` while the server is still coming up."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return ClickHouseServerEngine(url)
+        except Exception:  # the driver raises its own errors for refused and reset
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
 
 
 def _apply(engine: SqlEngine, target: str, as_json: bool) -> int:
@@ -89,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
     def go() -> int:
         settings = settings_from(args)
         if settings.clickhouse_url:
-            server = ClickHouseServerEngine(settings.clickhouse_url)
+            try:
+                server = connect_server(settings.clickhouse_url, args.wait)
+            except Exception as exc:  # unreachable after the wait: one line, exit 1
+                print(f"meterplane migrate: clickhouse server: {exc}", file=sys.stderr)
+                return 1
             try:
                 return _apply(server, "clickhouse server", args.json)
             finally:
