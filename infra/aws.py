@@ -17,7 +17,7 @@ from components.k8s import names
 from components.k8s.target import ClusterTarget, EgressRule, PodIdentity
 from infra.config import StackConfig
 from infra.labels import cloud_tags
-from infra.sizing import Sizing
+from infra.sizing import MAX_NODES_FACTOR, Sizing
 
 POD_IDENTITY_AGENT = "169.254.170.23/32"
 
@@ -47,15 +47,20 @@ def build_aws(cfg: StackConfig, sizing: Sizing) -> AwsFoundation:
             f"Meterplane {name}: cluster secrets, archive, volumes", tags, cfg.archive.kms_key_id
         ),
     )
+    # 8 vCPU general-purpose nodes everywhere; a dev stack is smaller by zones and count.
+    instance_type, vcpu = "m7i.2xlarge", 8
+    per_zone = sizing.nodes_per_zone(
+        len(zones), vcpu, entitlements=cfg.features.entitlements, prod=cfg.is_prod
+    )
     cluster = Cluster(
         f"{name}-cluster",
         ClusterArgs(
             subnet_ids=network.private_subnet_ids,
             key_arn=key.arn,
             region=cfg.region,
-            instance_type="m7i.2xlarge" if cfg.is_prod else "m7i.xlarge",
-            nodes_per_zone=max(1, sizing.brokers // len(zones)) + 1,
-            max_nodes_per_zone=3 * (max(1, sizing.brokers // len(zones)) + 1),
+            instance_type=instance_type,
+            nodes_per_zone=per_zone,
+            max_nodes_per_zone=MAX_NODES_FACTOR * per_zone,
             tags=tags,
         ),
     )

@@ -18,7 +18,7 @@ from components.k8s import names
 from components.k8s.target import ClusterTarget, EgressRule, PodIdentity
 from infra.config import AzureConfig, StackConfig
 from infra.labels import cloud_tags
-from infra.sizing import Sizing
+from infra.sizing import MAX_NODES_FACTOR, Sizing
 
 AZURE_ZONES = ("1", "2", "3")
 
@@ -66,7 +66,11 @@ def build_azure(cfg: StackConfig, sizing: Sizing) -> AzureFoundation:
             tags=tags,
         ),
     )
-    per_zone = max(1, sizing.brokers // len(zones)) + 1
+    # 8 vCPU general-purpose nodes everywhere; a dev stack is smaller by zones and count.
+    vm_size, vcpu = "Standard_D8s_v5", 8
+    per_zone = sizing.nodes_per_zone(
+        len(zones), vcpu, entitlements=cfg.features.entitlements, prod=cfg.is_prod
+    )
     cluster = Cluster(
         f"{name}-cluster",
         ClusterArgs(
@@ -77,9 +81,9 @@ def build_azure(cfg: StackConfig, sizing: Sizing) -> AzureFoundation:
             vault_id=vault.vault_id,
             key_uri_with_version=vault.key_uri_with_version,
             subscription_id=client.subscription_id,
-            vm_size="Standard_D8s_v5" if cfg.is_prod else "Standard_D4s_v5",
+            vm_size=vm_size,
             nodes_per_zone=per_zone,
-            max_nodes_per_zone=3 * per_zone,
+            max_nodes_per_zone=MAX_NODES_FACTOR * per_zone,
             tags=tags,
         ),
     )

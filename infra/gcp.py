@@ -23,7 +23,7 @@ from components.k8s import names
 from components.k8s.target import ClusterTarget, EgressRule, PodIdentity
 from infra.config import StackConfig
 from infra.labels import gcp_labels
-from infra.sizing import Sizing
+from infra.sizing import MAX_NODES_FACTOR, Sizing
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,11 @@ def build_gcp(cfg: StackConfig, sizing: Sizing) -> GcpFoundation:
         f"{name}-key",
         KeyArgs(project, region, (gke_agent, storage_agent), labels, cfg.archive.kms_key_id),
     )
-    per_zone = max(1, sizing.brokers // len(zones)) + 1
+    # 8 vCPU general-purpose nodes everywhere; a dev stack is smaller by zones and count.
+    machine_type, vcpu = "n2-standard-8", 8
+    per_zone = sizing.nodes_per_zone(
+        len(zones), vcpu, entitlements=cfg.features.entitlements, prod=cfg.is_prod
+    )
     cluster = Cluster(
         f"{name}-cluster",
         ClusterArgs(
@@ -63,9 +67,9 @@ def build_gcp(cfg: StackConfig, sizing: Sizing) -> GcpFoundation:
             network_id=network.network_id,
             subnet_id=network.subnet_id,
             key_id=key.key_id,
-            machine_type="n2-standard-8" if cfg.is_prod else "n2-standard-4",
+            machine_type=machine_type,
             nodes_per_zone=per_zone,
-            max_nodes_per_zone=3 * per_zone,
+            max_nodes_per_zone=MAX_NODES_FACTOR * per_zone,
             labels=labels,
             depends_on=key.grants,
         ),

@@ -15,6 +15,12 @@ The formula, with the reason for every constant:
 * ``ingest_replicas = max(2, ceil(T / 50_000))`` — one 1-vCPU ingest pod validates and
   produces ~50k events/s at batch size 1,000; two is the floor for zone redundancy. The
   HPA may grow to three times that for bursts.
+* nodes: the pods' CPU requests (per-pod figures in ``components/k8s/sizing.py``: brokers,
+  controllers, ClickHouse replicas, Keeper, Flink task and job managers, the services,
+  the sync agent and the operators) times 1.3 headroom for rollouts and daemonsets,
+  divided by the node's vCPU less one reserved for the kubelet and system pods, spread
+  evenly over the zones: ``nodes_per_zone = max(1, ceil(cpu × 1.3 / (vcpu − 1) / zones))``;
+  the autoscaler may grow each zone to three times that.
 * volumes: a day of raw events is ``T × 86,400 × 0.35 × 500 B`` (peak-to-average 0.35,
   500 B per event). Kafka keeps 3 days on each replica, compressed ~4× by lz4:
   ``kafka_gib = max(100, day × 3 × 3 / brokers / 4 × 1.5)``. ClickHouse keeps
@@ -28,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from components.k8s import sizing as pods
 from components.k8s.sizing import FLINK_SLOTS_PER_TASKMANAGER
 
 EVENT_BYTES = 500
@@ -37,6 +44,8 @@ KAFKA_REPLICATION = 3
 KAFKA_COMPRESSION = 4.0
 CLICKHOUSE_COMPRESSION = 8.0
 HEADROOM = 1.5
+NODE_HEADROOM = 1.3
+MAX_NODES_FACTOR = 3
 MIN_VOLUME_GIB = 100
 GIB = 1024**3
 
@@ -55,6 +64,27 @@ class Sizing:
     ingest_max_replicas: int
     kafka_volume_gib: int
     clickhouse_volume_gib: int
+
+    def cpu_requests(self, *, entitlements: bool, prod: bool) -> float:
+        """vCPU the data plane's pods request in total."""
+        return (
+            self.brokers * pods.KAFKA_BROKER_CPU
+            + 3 * pods.KAFKA_CONTROLLER_CPU
+            + self.clickhouse_shards * self.clickhouse_replicas * pods.CLICKHOUSE_CPU
+            + 3 * pods.KEEPER_CPU
+            + self.flink_taskmanagers * pods.FLINK_TASKMANAGER_CPU
+            + (2 if prod else 1) * pods.FLINK_JOBMANAGER_CPU
+            + (self.ingest_replicas + (2 if entitlements else 0)) * pods.APP_SERVICE_CPU
+            + pods.SYNC_AGENT_CPU
+            + pods.OPERATORS_CPU
+        )
+
+    def nodes_per_zone(self, zones: int, node_vcpu: int, *, entitlements: bool, prod: bool) -> int:
+        """Nodes each zone starts with (see the module docstring)."""
+        if zones < 1 or node_vcpu < 2:
+            raise ValueError("nodes_per_zone needs zones >= 1 and node_vcpu >= 2")
+        cpu = self.cpu_requests(entitlements=entitlements, prod=prod) * NODE_HEADROOM
+        return max(1, math.ceil(cpu / (node_vcpu - 1) / zones))
 
     @property
     def kafka_volume(self) -> str:

@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 
 from components import versions
 from components.k8s import names
+from components.k8s.sizing import CLICKHOUSE_CPU, KEEPER_CPU, quantity
 
 KEEPER_REPLICAS = 3
 CLICKHOUSE_UID = 101  # the clickhouse user of the official server and keeper images
@@ -143,7 +144,10 @@ class ClickHouse(pulumi.ComponentResource):
                                         "name": "clickhouse-keeper",
                                         "image": versions.CLICKHOUSE_KEEPER_IMAGE,
                                         "resources": {
-                                            "requests": {"cpu": "500m", "memory": "1Gi"},
+                                            "requests": {
+                                                "cpu": quantity(KEEPER_CPU),
+                                                "memory": "1Gi",
+                                            },
                                             "limits": {"memory": "1Gi"},
                                         },
                                     },
@@ -172,7 +176,7 @@ class ClickHouse(pulumi.ComponentResource):
                         "name": "clickhouse",
                         "image": versions.CLICKHOUSE_IMAGE,
                         "resources": {
-                            "requests": {"cpu": "2", "memory": "8Gi"},
+                            "requests": {"cpu": quantity(CLICKHOUSE_CPU), "memory": "8Gi"},
                             "limits": {"memory": "8Gi"},
                         },
                     },

@@ -18,7 +18,11 @@ import pulumi_kubernetes as k8s
 from components import versions
 from components.k8s import names, pods
 from components.k8s.network_policies import KUBE_API_LABEL, OBJECT_STORE_LABEL
-from components.k8s.sizing import FLINK_SLOTS_PER_TASKMANAGER
+from components.k8s.sizing import (
+    FLINK_JOBMANAGER_CPU,
+    FLINK_SLOTS_PER_TASKMANAGER,
+    FLINK_TASKMANAGER_CPU,
+)
 from components.k8s.target import PodIdentity
 
 
@@ -145,11 +149,11 @@ class FlinkJob(pulumi.ComponentResource):
                 },
                 "jobManager": {
                     "replicas": 2 if args.prod else 1,
-                    "resource": {"cpu": 1, "memory": "2048m"},
+                    "resource": {"cpu": FLINK_JOBMANAGER_CPU, "memory": "2048m"},
                 },
                 "taskManager": {
                     "replicas": args.taskmanagers,
-                    "resource": {"cpu": 2, "memory": "8192m"},
+                    "resource": {"cpu": FLINK_TASKMANAGER_CPU, "memory": "8192m"},
                 },
                 "job": {
                     "jarURI": f"local:///opt/flink/opt/flink-python-{versions.FLINK_VERSION}.jar",

@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 from components import versions
 from components.k8s import names
 from components.k8s.network_policies import KUBE_API_LABEL
+from components.k8s.sizing import KAFKA_BROKER_CPU, KAFKA_CONTROLLER_CPU, quantity
 
 RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 EVENTS_RETENTION_MS = 3 * 24 * 3600 * 1000  # the sizing formula's 3 days of buffer
@@ -75,9 +76,23 @@ class Kafka(pulumi.ComponentResource):
         self._operator = [args.operator] if args.operator else []
         self._labels = dict(args.labels)
         cluster_label = {**self._labels, "strimzi.io/cluster": names.KAFKA_CLUSTER}
-        controllers = self._pool("controller", 3, "50Gi", ["controller"], args.prod, "1", "2Gi")
+        controllers = self._pool(
+            "controller",
+            3,
+            "50Gi",
+            ["controller"],
+            args.prod,
+            quantity(KAFKA_CONTROLLER_CPU),
+            "2Gi",
+        )
         brokers = self._pool(
-            "broker", args.brokers, args.broker_volume, ["broker"], args.prod, "2", "8Gi"
+            "broker",
+            args.brokers,
+            args.broker_volume,
+            ["broker"],
+            args.prod,
+            quantity(KAFKA_BROKER_CPU),
+            "8Gi",
         )
         self.kafka = k8s.apiextensions.CustomResource(
             f"{name}-cluster",

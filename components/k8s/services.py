@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 
 from components import versions
 from components.k8s import names, pods
+from components.k8s.sizing import APP_SERVICE_CPU, quantity
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class AppServiceArgs:
     max_replicas: int
     environment: Mapping[str, str]
     prod: bool
-    cpu: str = "1"
+    cpu: str = quantity(APP_SERVICE_CPU)
     memory: str = "1Gi"
     namespace: str = names.METERING_NAMESPACE
     api_keys: bool = True

@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 
 from components.k8s import names, pods
 from components.k8s.services import app_container
+from components.k8s.sizing import SYNC_AGENT_CPU, quantity
 
 STATE_MOUNT = "/var/lib/meterplane"
 
@@ -98,7 +99,12 @@ class SyncAgent(pulumi.ComponentResource):
             )
             mounts.append({"name": "customer-data", "mountPath": f"{STATE_MOUNT}/customer-data"})
         container = app_container(
-            "sync", args.release, environment, cpu="500m", memory="512Mi", api_keys=False
+            "sync",
+            args.release,
+            environment,
+            cpu=quantity(SYNC_AGENT_CPU),
+            memory="512Mi",
+            api_keys=False,
         )
         container["volumeMounts"] = [*container["volumeMounts"], *mounts]
         tmp_volume, _ = pods.scratch_volume()

@@ -168,3 +168,20 @@ def test_storage_class_uses_the_key_and_expands(aws: Rendered) -> Any:
         assert storage_class.inputs["volumeBindingMode"] == "WaitForFirstConsumer"
 
     return check(aws.program.foundation.key.arn).apply(verify)
+
+
+@pulumi.runtime.test
+def test_node_groups_sized_from_throughput(aws: Rendered) -> Any:
+    view, program = aws.view, aws.program
+
+    def verify(_: list[Any]) -> None:
+        expected = program.sizing.nodes_per_zone(
+            3, 8, entitlements=program.config.features.entitlements, prod=True
+        )
+        for group in of_type(view, "aws:eks/nodeGroup:NodeGroup"):
+            scaling = group.inputs["scalingConfig"]
+            assert scaling["desiredSize"] == scaling["minSize"] == float(expected)
+            assert scaling["maxSize"] == float(3 * expected)
+            assert group.inputs["instanceTypes"] == ["m7i.2xlarge"]
+
+    return check(program.foundation.cluster.name).apply(verify)

@@ -68,3 +68,18 @@ def test_volumes_grow_with_throughput_and_retention() -> None:
 def test_nonsense_is_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         size(0, 30)
+
+
+def test_node_count_covers_the_requests_with_headroom() -> None:
+    sizing = size(200_000, 30)
+    cpu = sizing.cpu_requests(entitlements=True, prod=True)
+    # 3 brokers x2 + 3 controllers + 2 ClickHouse x2 + Keeper 1.5 + 6 TMs x2 + 2 JMs
+    # + (4 ingest + 2 entitlements) + sync 0.5 + operators 2
+    assert cpu == 6 + 3 + 4 + 1.5 + 12 + 2 + 6 + 0.5 + 2
+    per_zone = sizing.nodes_per_zone(3, 8, entitlements=True, prod=True)
+    assert per_zone == math.ceil(cpu * 1.3 / 7 / 3)
+    assert per_zone * 3 * 7 >= cpu * 1.3
+    assert sizing.cpu_requests(entitlements=False, prod=True) == cpu - 2
+    assert size(1, 7).nodes_per_zone(1, 8, entitlements=False, prod=False) >= 1
+    with pytest.raises(ValueError, match="zones"):
+        sizing.nodes_per_zone(0, 8, entitlements=True, prod=True)
