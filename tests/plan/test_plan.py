@@ -172,3 +172,19 @@ def test_mocks_fill_computed_outputs_with_realistic_values() -> None:
     assert pool.inputs["cluster"].startswith(
         "projects/globex-metering-prod/locations/europe-west1/clusters/"
     )
+
+
+@pytest.mark.parametrize("stack", ["acme-prod", "globex-prod", "initech-prod", "acme-dev"])
+def test_every_custom_resource_gets_a_cloud_shaped_id(stack: str) -> None:
+    view = rendered(stack).view
+    for resource in view.resources:
+        if resource.type.startswith("meterplane:"):
+            continue
+        assert resource.id, resource.urn
+        assert "Unknown" not in resource.id, resource.urn
+        if resource.type.startswith("azure-native:"):
+            assert resource.id.startswith("/subscriptions/"), resource.id
+        if resource.type.startswith("gcp:"):
+            assert resource.id.startswith("projects/") or resource.type.endswith(":Bucket"), (
+                resource.id
+            )

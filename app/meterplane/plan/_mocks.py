@@ -55,6 +55,22 @@ _AZURE_PATHS = {
         "Microsoft.ContainerService/managedClusters/{resourceName}/agentPools/{name}",
         "agentPoolName",
     ),
+    "azure-native:network:PrivateEndpoint": (
+        "Microsoft.Network/privateEndpoints/{name}",
+        "privateEndpointName",
+    ),
+    "azure-native:network:PrivateDnsZoneGroup": (
+        "Microsoft.Network/privateEndpoints/{privateEndpointName}/privateDnsZoneGroups/{name}",
+        "privateDnsZoneGroupName",
+    ),
+    "azure-native:privatedns:PrivateZone": (
+        "Microsoft.Network/privateDnsZones/{name}",
+        "privateZoneName",
+    ),
+    "azure-native:privatedns:VirtualNetworkLink": (
+        "Microsoft.Network/privateDnsZones/{privateZoneName}/virtualNetworkLinks/{name}",
+        "virtualNetworkLinkName",
+    ),
     "azure-native:storage:StorageAccount": (
         "Microsoft.Storage/storageAccounts/{name}",
         "accountName",
@@ -128,6 +144,7 @@ class PlanMocks(Mocks):
             "RouteTable": "rtb",
             "RouteTableAssociation": "rtbassoc",
             "SecurityGroup": "sg",
+            "VpcEndpoint": "vpce",
         }
         state = dict(inputs)
         if short in prefixes:
@@ -208,6 +225,12 @@ class PlanMocks(Mocks):
                 selfLink=f"https://container.googleapis.com/v1/projects/{project}/locations/{location}/clusters/{resource_name}",
             )
             return f"projects/{project}/locations/{location}/clusters/{resource_name}", state
+        if typ == "gcp:dns/managedZone:ManagedZone":
+            return f"projects/{project}/managedZones/{resource_name}", state
+        if typ == "gcp:dns/recordSet:RecordSet":
+            zone = inputs.get("managedZone", "zone")
+            record = f"{inputs.get('name')}/{inputs.get('type')}"
+            return f"projects/{project}/managedZones/{zone}/rrsets/{record}", state
         if typ.startswith("gcp:compute/"):
             kind = typ.split("/")[1].split(":", maxsplit=1)[0]
             scope = "global" if kind in {"network", "firewall"} else f"regions/{region}"
