@@ -81,35 +81,54 @@ def app_container(
 class AppService(pulumi.ComponentResource):
     """A horizontally scaled, zone-spread HTTP service of the app."""
 
+    deployment: k8s.apps.v1.Deployment
+
     def __init__(
         self, name: str, args: AppServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("meterplane:k8s:AppService", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        labels = {"app.kubernetes.io/name": args.command, "app.kubernetes.io/part-of": "meterplane"}
-        meta = {
+        self._name, self._args = name, args
+        self._selector = {
+            "app.kubernetes.io/name": args.command,
+            "app.kubernetes.io/part-of": "meterplane",
+        }
+        self._meta = {
             "name": args.command,
             "namespace": args.namespace,
-            "labels": {**args.labels, **labels},
+            "labels": {**args.labels, **self._selector},
         }
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=child
+            f"{name}-sa",
+            metadata=self._meta,
+            automount_service_account_token=False,
+            opts=pulumi.ResourceOptions(parent=self),
         )
+        self.deployment = self._build_deployment(account)
+        self._build_service()
+        self._build_disruption_budget()
+        self._build_autoscaler()
+        self.register_outputs({})
+
+    def _build_deployment(self, account: k8s.core.v1.ServiceAccount) -> k8s.apps.v1.Deployment:
+        args, selector = self._args, self._selector
         tmp_volume, _ = pods.scratch_volume()
-        self.deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=meta,
+        container = app_container(
+            args.command, args.release, args.environment, args.cpu, args.memory, args.api_keys
+        )
+        return k8s.apps.v1.Deployment(
+            f"{self._name}-deployment",
+            metadata=self._meta,
             spec={
                 "replicas": args.replicas,
                 "revisionHistoryLimit": 5,
-                "selector": {"matchLabels": labels},
+                "selector": {"matchLabels": selector},
                 "strategy": {
                     "type": "RollingUpdate",
                     "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
                 },
                 "template": {
                     "metadata": {
-                        "labels": {**labels, **dict(args.extra_labels)},
+                        "labels": {**selector, **dict(args.extra_labels)},
                         "annotations": {
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(names.HTTP_PORT),
@@ -120,18 +139,9 @@ class AppService(pulumi.ComponentResource):
                         "serviceAccountName": args.command,
                         "automountServiceAccountToken": False,
                         "securityContext": pods.pod_security_context(),
-                        "topologySpreadConstraints": pods.zone_spread(labels, hard=args.prod),
+                        "topologySpreadConstraints": pods.zone_spread(selector, hard=args.prod),
                         "terminationGracePeriodSeconds": 30,
-                        "containers": [
-                            app_container(
-                                args.command,
-                                args.release,
-                                args.environment,
-                                args.cpu,
-                                args.memory,
-                                args.api_keys,
-                            )
-                        ],
+                        "containers": [container],
                         "volumes": [tmp_volume],
                     },
                 },
@@ -141,25 +151,33 @@ class AppService(pulumi.ComponentResource):
                 parent=self, depends_on=[account], ignore_changes=["spec.replicas"]
             ),
         )
+
+    def _build_service(self) -> None:
         k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=meta,
+            f"{self._name}-service",
+            metadata=self._meta,
             spec={
                 "type": "ClusterIP",
-                "selector": labels,
+                "selector": self._selector,
                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
             },
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _build_disruption_budget(self) -> None:
+        # Drains and node upgrades take at most one replica at a time.
         k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=meta,
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}},
-            opts=child,
+            f"{self._name}-pdb",
+            metadata=self._meta,
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": self._selector}},
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _build_autoscaler(self) -> None:
+        args = self._args
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-hpa",
-            metadata=meta,
+            f"{self._name}-hpa",
+            metadata=self._meta,
             spec={
                 "scaleTargetRef": {
                     "apiVersion": "apps/v1",
@@ -178,6 +196,5 @@ class AppService(pulumi.ComponentResource):
                     }
                 ],
             },
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs({})

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.k8s import names, pods
+from components.k8s.network_policies import dns_rule
 from components.k8s.services import app_container
 from components.k8s.sizing import SYNC_AGENT_CPU, quantity
 
@@ -44,17 +45,7 @@ class SyncAgentArgs:
 def egress_rules(cidrs: tuple[IPv4Network, ...], port: int) -> list[dict[str, Any]]:
     """DNS to kube-dns, and HTTPS to the control plane's ranges: nothing else."""
     return [
-        {
-            "to": [
-                {
-                    "namespaceSelector": {
-                        "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
-                    },
-                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                }
-            ],
-            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-        },
+        dns_rule(),
         {
             "to": [{"ipBlock": {"cidr": str(cidr)}} for cidr in cidrs],
             "ports": [{"protocol": "TCP", "port": port}],
@@ -65,32 +56,49 @@ def egress_rules(cidrs: tuple[IPv4Network, ...], port: int) -> list[dict[str, An
 class SyncAgent(pulumi.ComponentResource):
     """Outbound-only link between the customer's data plane and the vendor."""
 
+    network_policy: k8s.networking.v1.NetworkPolicy
+
     def __init__(
         self, name: str, args: SyncAgentArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("meterplane:k8s:SyncAgent", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        ns = names.SHARED_NAMESPACE
-        labels = {"app.kubernetes.io/name": "sync", "app.kubernetes.io/part-of": "meterplane"}
+        self._name, self._args = name, args
         self._labels = dict(args.labels)
-        meta = {"name": "sync", "namespace": ns, "labels": {**self._labels, **labels}}
+        self._selector = {
+            "app.kubernetes.io/name": "sync",
+            "app.kubernetes.io/part-of": "meterplane",
+        }
+        self._meta = {
+            "name": "sync",
+            "namespace": names.SHARED_NAMESPACE,
+            "labels": {**self._labels, **self._selector},
+        }
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=child
+            f"{name}-sa",
+            metadata=self._meta,
+            automount_service_account_token=False,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        claims = [self._claim(f"{name}-state", "sync-state", "10Gi")]
+        self._build_deployment(account)
+        self.network_policy = self._build_network_policy()
+        self.register_outputs({})
+
+    def _storage(
+        self,
+    ) -> tuple[list[pulumi.Resource], list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+        """Claims, volumes, mounts and environment for the agent's local state."""
+        name, args = self._name, self._args
+        claims: list[pulumi.Resource] = [self._claim(f"{name}-state", "sync-state", "10Gi")]
+        volumes = [{"name": "state", "persistentVolumeClaim": {"claimName": "sync-state"}}]
+        mounts = [{"name": "state", "mountPath": f"{STATE_MOUNT}/state"}]
         environment = {
             "METERPLANE_CONTROL_PLANE_URL": args.control_plane_url,
             "METERPLANE_CONTROL_PLANE_ENVIRONMENT": args.environment_id,
             "METERPLANE_DATA_DIR": f"{STATE_MOUNT}/state",
         }
-        volumes: list[dict[str, Any]] = [
-            {"name": "state", "persistentVolumeClaim": {"claimName": "sync-state"}}
-        ]
-        mounts: list[dict[str, Any]] = [{"name": "state", "mountPath": f"{STATE_MOUNT}/state"}]
         if args.local_customer_data:
             # Catalog and subscriptions pushed by the control plane, materialized locally.
             claims.append(self._claim(f"{name}-customer-data", "sync-customer-data", "5Gi"))
-            environment["METERPLANE_CATALOG"] = f"{STATE_MOUNT}/customer-data/catalog.yaml"
             volumes.append(
                 {
                     "name": "customer-data",
@@ -98,9 +106,14 @@ class SyncAgent(pulumi.ComponentResource):
                 }
             )
             mounts.append({"name": "customer-data", "mountPath": f"{STATE_MOUNT}/customer-data"})
+            environment["METERPLANE_CATALOG"] = f"{STATE_MOUNT}/customer-data/catalog.yaml"
+        return claims, volumes, mounts, environment
+
+    def _build_deployment(self, account: k8s.core.v1.ServiceAccount) -> None:
+        claims, volumes, mounts, environment = self._storage()
         container = app_container(
             "sync",
-            args.release,
+            self._args.release,
             environment,
             cpu=quantity(SYNC_AGENT_CPU),
             memory="512Mi",
@@ -109,14 +122,14 @@ class SyncAgent(pulumi.ComponentResource):
         container["volumeMounts"] = [*container["volumeMounts"], *mounts]
         tmp_volume, _ = pods.scratch_volume()
         k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=meta,
+            f"{self._name}-deployment",
+            metadata=self._meta,
             spec={
                 "replicas": 1,
-                "selector": {"matchLabels": labels},
+                "selector": {"matchLabels": self._selector},
                 "strategy": {"type": "Recreate"},
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {"labels": self._selector},
                     "spec": {
                         "serviceAccountName": "sync",
                         "automountServiceAccountToken": False,
@@ -128,18 +141,19 @@ class SyncAgent(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[account, *claims]),
         )
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol",
-            metadata=meta,
+
+    def _build_network_policy(self) -> k8s.networking.v1.NetworkPolicy:
+        return k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-netpol",
+            metadata=self._meta,
             spec={
-                "podSelector": {"matchLabels": labels},
+                "podSelector": {"matchLabels": self._selector},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [],
-                "egress": egress_rules(args.egress_cidrs, args.control_plane_port),
+                "egress": egress_rules(self._args.egress_cidrs, self._args.control_plane_port),
             },
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs({})
 
     def _claim(
         self, resource_name: str, claim: str, size: str
