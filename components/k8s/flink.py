@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -55,8 +56,87 @@ FLINK_UID = 9999  # the flink user of the official image
 CHECKPOINT_INTERVAL = "10 s"
 
 
+_SELECTOR = {"app.kubernetes.io/name": "aggregate", "app.kubernetes.io/part-of": "meterplane"}
+
+
+def flink_configuration(args: FlinkJobArgs) -> dict[str, pulumi.Input[str]]:
+    """HA, checkpoints and savepoints under ``<state_url>/flink``; exactly-once checkpoints."""
+    state = pulumi.Output.from_input(args.state_url).apply(lambda u: u.rstrip("/") + "/flink")
+    return {
+        "taskmanager.numberOfTaskSlots": str(FLINK_SLOTS_PER_TASKMANAGER),
+        "high-availability.type": "kubernetes",
+        "high-availability.storageDir": state.apply(lambda s: f"{s}/ha"),
+        "state.checkpoints.dir": state.apply(lambda s: f"{s}/checkpoints"),
+        "state.savepoints.dir": state.apply(lambda s: f"{s}/savepoints"),
+        "state.backend.type": "rocksdb",
+        "state.backend.incremental": "true",
+        "execution.checkpointing.interval": CHECKPOINT_INTERVAL,
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "restart-strategy.type": "exponential-delay",
+        "kubernetes.operator.job.upgrade.last-state-fallback.enabled": "true",
+        **dict(args.extra_configuration),
+    }
+
+
+def pod_template(args: FlinkJobArgs) -> dict[str, Any]:
+    """Hardened job- and task-manager pods with the job's identity and egress labels."""
+    environment = pods.env(
+        {
+            "METERPLANE_KAFKA_BOOTSTRAP": args.kafka_bootstrap,
+            "METERPLANE_CLICKHOUSE_URL": args.clickhouse_url,
+            **({"ENABLE_BUILT_IN_PLUGINS": args.plugins} if args.plugins else {}),
+        }
+    )
+    return {
+        "metadata": {
+            "labels": {
+                **_SELECTOR,
+                **dict(args.identity.pod_labels),
+                # HA leader election (API) and state in the bucket.
+                KUBE_API_LABEL: "true",
+                OBJECT_STORE_LABEL: "true",
+            }
+        },
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": FLINK_UID,
+                "fsGroup": FLINK_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "volumes": [
+                {"name": "tmp", "emptyDir": {"sizeLimit": "10Gi"}},
+                {"name": "logs", "emptyDir": {"sizeLimit": "2Gi"}},
+            ],
+            "topologySpreadConstraints": pods.zone_spread(_SELECTOR, hard=args.prod),
+            "containers": [
+                {
+                    "name": "flink-main-container",
+                    "env": environment,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": FLINK_UID,
+                        "readOnlyRootFilesystem": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    # Read-only root: logs and scratch (PyFlink's workers, RocksDB spill)
+                    # live on emptyDirs.
+                    "volumeMounts": [
+                        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 an emptyDir
+                        {"name": "logs", "mountPath": "/opt/flink/log"},
+                    ],
+                }
+            ],
+        },
+    }
+
+
 class FlinkJob(pulumi.ComponentResource):
     """The PyFlink aggregation job and the service account it runs as."""
+
+    deployment: k8s.apiextensions.CustomResource
 
     def __init__(
         self, name: str, args: FlinkJobArgs, opts: pulumi.ResourceOptions | None = None
@@ -65,88 +145,28 @@ class FlinkJob(pulumi.ComponentResource):
         self._name = name
         self._labels = dict(args.labels)
         account = self._build_rbac(args.identity)
-        state = pulumi.Output.from_input(args.state_url).apply(lambda u: u.rstrip("/") + "/flink")
-        config: dict[str, pulumi.Input[str]] = {
-            "taskmanager.numberOfTaskSlots": str(FLINK_SLOTS_PER_TASKMANAGER),
-            "high-availability.type": "kubernetes",
-            "high-availability.storageDir": state.apply(lambda s: f"{s}/ha"),
-            "state.checkpoints.dir": state.apply(lambda s: f"{s}/checkpoints"),
-            "state.savepoints.dir": state.apply(lambda s: f"{s}/savepoints"),
-            "state.backend.type": "rocksdb",
-            "state.backend.incremental": "true",
-            "execution.checkpointing.interval": CHECKPOINT_INTERVAL,
-            "execution.checkpointing.mode": "EXACTLY_ONCE",
-            "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-            "restart-strategy.type": "exponential-delay",
-            "kubernetes.operator.job.upgrade.last-state-fallback.enabled": "true",
-            **dict(args.extra_configuration),
-        }
-        labels = {"app.kubernetes.io/name": "aggregate", "app.kubernetes.io/part-of": "meterplane"}
-        container_env = pods.env(
-            {
-                "METERPLANE_KAFKA_BOOTSTRAP": args.kafka_bootstrap,
-                "METERPLANE_CLICKHOUSE_URL": args.clickhouse_url,
-                **({"ENABLE_BUILT_IN_PLUGINS": args.plugins} if args.plugins else {}),
-            }
-        )
-        self.deployment = k8s.apiextensions.CustomResource(
-            f"{name}-deployment",
+        self.deployment = self._build_deployment(args, account)
+        self.register_outputs({})
+
+    def _build_deployment(
+        self, args: FlinkJobArgs, account: k8s.core.v1.ServiceAccount
+    ) -> k8s.apiextensions.CustomResource:
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-deployment",
             api_version=versions.FLINK_API,
             kind="FlinkDeployment",
             metadata={
                 "name": names.FLINK_DEPLOYMENT,
                 "namespace": names.METERING_NAMESPACE,
-                "labels": {**self._labels, **labels},
+                "labels": {**self._labels, **_SELECTOR},
             },
             spec={
                 "image": versions.flink_job_image(args.release),
                 "imagePullPolicy": "IfNotPresent",
                 "flinkVersion": versions.FLINK_VERSION_ENUM,
                 "serviceAccount": names.FLINK_SERVICE_ACCOUNT,
-                "flinkConfiguration": config,
-                "podTemplate": {
-                    "metadata": {
-                        "labels": {
-                            **labels,
-                            **dict(args.identity.pod_labels),
-                            # HA leader election (API) and state in the bucket.
-                            KUBE_API_LABEL: "true",
-                            OBJECT_STORE_LABEL: "true",
-                        }
-                    },
-                    "spec": {
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": FLINK_UID,
-                            "fsGroup": FLINK_UID,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "volumes": [
-                            {"name": "tmp", "emptyDir": {"sizeLimit": "10Gi"}},
-                            {"name": "logs", "emptyDir": {"sizeLimit": "2Gi"}},
-                        ],
-                        "topologySpreadConstraints": pods.zone_spread(labels, hard=args.prod),
-                        "containers": [
-                            {
-                                "name": "flink-main-container",
-                                "env": container_env,
-                                "securityContext": {
-                                    "runAsNonRoot": True,
-                                    "runAsUser": FLINK_UID,
-                                    "readOnlyRootFilesystem": True,
-                                    "allowPrivilegeEscalation": False,
-                                    "capabilities": {"drop": ["ALL"]},
-                                },
-                                # Read-only root: logs and scratch (PyFlink's
-                                # workers, RocksDB spill) on emptyDirs.
-                                "volumeMounts": [
-                                    {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 emptyDir
-                                    {"name": "logs", "mountPath": "/opt/flink/log"},
-                                ],
-                            }
-                        ],
-                    },
-                },
+                "flinkConfiguration": flink_configuration(args),
+                "podTemplate": pod_template(args),
                 "jobManager": {
                     "replicas": 2 if args.prod else 1,
                     "resource": {"cpu": FLINK_JOBMANAGER_CPU, "memory": "2048m"},
@@ -168,7 +188,6 @@ class FlinkJob(pulumi.ComponentResource):
                 parent=self, depends_on=[account, *([args.operator] if args.operator else [])]
             ),
         )
-        self.register_outputs({})
 
     def _build_rbac(self, identity: PodIdentity) -> k8s.core.v1.ServiceAccount:
         name, child = self._name, pulumi.ResourceOptions(parent=self)

@@ -103,3 +103,23 @@ class SchemaMigration(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({})
+
+    def runs_first(self) -> pulumi.ResourceTransformation:
+        """A transformation for a component's options: every custom resource inside it waits
+        for this Job.
+
+        ``depends_on`` on a component orders the component, not its children (they would
+        roll to the new image while the migration still runs); a transformation on the
+        component reaches every child it creates, without the component knowing.
+        """
+        job = self.job
+
+        def wait_for_job(
+            args: pulumi.ResourceTransformationArgs,
+        ) -> pulumi.ResourceTransformationResult | None:
+            if not isinstance(args.resource, pulumi.CustomResource):
+                return None
+            opts = pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=[job]))
+            return pulumi.ResourceTransformationResult(args.props, opts)
+
+        return wait_for_job
