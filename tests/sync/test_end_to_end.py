@@ -374,6 +374,19 @@ def test_standalone_agent_listens_only_on_its_health_port(world: World) -> None:
     w = world
     w.admin.push("governance.updated", {"apiKeys": [ROTATED_KEY]})  # as in the first test
     w.key = ROTATED_KEY
+    wait_until(
+        lambda: (
+            w.api.get(  # the rotation is in force (if this test runs alone)
+                "/api/v1/customers/acme/entitlements", headers={"X-API-KEY": w.key}
+            ).status_code
+            == 200
+        ),
+        10,
+        "rotated key",
+    )
+    w.ingest("acme", 2)
+    wait_until(lambda: w.admin.state()["totals"], 10, "a rollup published")
+    wait_until(lambda: w.metric("meterplane_sync_outbox_pending") == 0, 10, "outbox drained")
     w.dp.stop()  # the standalone agent reads the same counters, from ClickHouse (chdb here)
     health = free_port()
     shared = w.tmp / "shared-volume" / "catalog.yaml"  # what the other services read
@@ -393,6 +406,19 @@ def test_standalone_agent_listens_only_on_its_health_port(world: World) -> None:
         assert governance == {"apiKeys": [ROTATED_KEY]}
         metrics = httpx.get(f"http://127.0.0.1:{health}/metrics").text
         assert "meterplane_sync_cursor_seq" in metrics
+        # It reads the counters table (not an empty source): every total the control plane
+        # has is among the counters it sees.
+        published = len(w.admin.state()["totals"])
+        assert published >= 1
+
+        def seen() -> float:
+            text = httpx.get(f"http://127.0.0.1:{health}/metrics").text
+            line = next(
+                ln for ln in text.splitlines() if ln.startswith("meterplane_sync_counters_seen")
+            )
+            return float(line.rsplit(" ", 1)[1])
+
+        wait_until(lambda: seen() >= published, 10, "counters read from ClickHouse")
         # Counters read from the `counters` table agree with what was published: nothing new.
         counts = w.admin.state()["counts"]
         time.sleep(1.5)

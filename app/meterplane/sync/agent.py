@@ -313,6 +313,7 @@ class SyncAgent:
             self._last_read = time.monotonic()
             if totals is not None:
                 self._latest = {(t.customer, t.feature, t.start): t for t in totals}
+                metrics.COUNTERS.set(len(self._latest))
                 fresh = True
         if fresh or interval_due or close_due:
             self._enqueue_rollups(now, interval_due)

@@ -27,3 +27,7 @@ REFUSED = Counter(
     "Payloads the aggregates-only guard refused to send (must stay 0)",
 )
 CURSOR = Gauge("meterplane_sync_cursor_seq", "Sequence number of the last applied change")
+COUNTERS = Gauge(
+    "meterplane_sync_counters_seen",
+    "Customer-wide counters (customer, feature, period) in the last read of the counter source",
+)
