@@ -46,6 +46,9 @@ class ChdbEngine:
         path.mkdir(parents=True, exist_ok=True)
         self._session: Any = session.Session(str(path))  # type: ignore[no-untyped-call]
         self._lock = threading.Lock()
+        # pyarrow imports pandas on its first array conversion (a second or more): pay that
+        # at start-up, not in the first checkpoint, where it would stall counting.
+        to_arrow({"log_pos": [0]})
         self.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
         self.execute(f"USE {DATABASE}")
 
