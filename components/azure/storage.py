@@ -57,31 +57,42 @@ class ArchiveStorage(pulumi.ComponentResource):
         self, name: str, args: ArchiveStorageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("meterplane:azure:ArchiveStorage", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        self._name, self._args = name, args
+        account = self._build_account()
+        container = self._build_container(account)
+        for service in ("blob", "dfs"):
+            self._private_endpoint(self._name, self._args, account, service)
+        self.account_name = account.name
+        self.container_id = container.id
+        self.dfs_url = account.name.apply(lambda a: f"abfss://{CONTAINER}@{a}.dfs.core.windows.net")
+        self.register_outputs({"accountName": self.account_name, "containerId": self.container_id})
+
+    def _build_account(self) -> storage.StorageAccount:
+        """The ZRS account, encrypted with the customer key through its own identity."""
         identity = managedidentity.UserAssignedIdentity(
-            f"{name}-cmk",
-            resource_group_name=args.resource_group_name,
-            resource_name_=f"{name}-cmk",
-            location=args.location,
-            tags=args.tags,
-            opts=child,
+            f"{self._name}-cmk",
+            resource_group_name=self._args.resource_group_name,
+            resource_name_=f"{self._name}-cmk",
+            location=self._args.location,
+            tags=self._args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         key_access = authorization.RoleAssignment(
-            f"{name}-cmk",
-            role_assignment_name=roles.assignment_name(name, "cmk"),
-            scope=args.vault_id,
+            f"{self._name}-cmk",
+            role_assignment_name=roles.assignment_name(self._name, "cmk"),
+            scope=self._args.vault_id,
             principal_id=identity.principal_id,
             principal_type="ServicePrincipal",
             role_definition_id=roles.role_definition_id(
-                args.subscription_id, roles.KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
+                self._args.subscription_id, roles.KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        account = storage.StorageAccount(
-            f"{name}-account",
-            resource_group_name=args.resource_group_name,
-            account_name=args.account_name,
-            location=args.location,
+        return storage.StorageAccount(
+            f"{self._name}-account",
+            resource_group_name=self._args.resource_group_name,
+            account_name=self._args.account_name,
+            location=self._args.location,
             kind="StorageV2",
             sku={"name": "Standard_ZRS"},
             access_tier="Hot",
@@ -89,8 +100,8 @@ class ArchiveStorage(pulumi.ComponentResource):
             encryption={
                 "key_source": "Microsoft.Keyvault",
                 "key_vault_properties": {
-                    "key_name": args.key_name,
-                    "key_vault_uri": args.vault_uri,
+                    "key_name": self._args.key_name,
+                    "key_vault_uri": self._args.vault_uri,
                 },
                 "encryption_identity": {"encryption_user_assigned_identity": identity.id},
                 "require_infrastructure_encryption": True,
@@ -101,29 +112,33 @@ class ArchiveStorage(pulumi.ComponentResource):
             enable_https_traffic_only=True,
             minimum_tls_version="TLS1_2",
             public_network_access="Disabled",
-            tags=args.tags,
+            tags=self._args.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[key_access]),
         )
+
+    def _build_container(self, account: storage.StorageAccount) -> storage.BlobContainer:
+        """Versioned blob service, the private container and its expiry policy."""
+        days = self._args.retention_days
         storage.BlobServiceProperties(
-            f"{name}-blob-service",
-            resource_group_name=args.resource_group_name,
+            f"{self._name}-blob-service",
+            resource_group_name=self._args.resource_group_name,
             account_name=account.name,
             blob_services_name="default",
             is_versioning_enabled=True,
             delete_retention_policy={"enabled": True, "days": 7},
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         container = storage.BlobContainer(
-            f"{name}-container",
-            resource_group_name=args.resource_group_name,
+            f"{self._name}-container",
+            resource_group_name=self._args.resource_group_name,
             account_name=account.name,
             container_name=CONTAINER,
             public_access="None",
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         storage.ManagementPolicy(
-            f"{name}-lifecycle",
-            resource_group_name=args.resource_group_name,
+            f"{self._name}-lifecycle",
+            resource_group_name=self._args.resource_group_name,
             account_name=account.name,
             management_policy_name="default",
             policy={
@@ -139,9 +154,7 @@ class ArchiveStorage(pulumi.ComponentResource):
                             },
                             "actions": {
                                 "base_blob": {
-                                    "delete": {
-                                        "days_after_modification_greater_than": args.retention_days
-                                    }
+                                    "delete": {"days_after_modification_greater_than": days}
                                 },
                                 "version": {"delete": {"days_after_creation_greater_than": 7}},
                             },
@@ -149,14 +162,9 @@ class ArchiveStorage(pulumi.ComponentResource):
                     }
                 ]
             },
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        for service in ("blob", "dfs"):
-            self._private_endpoint(name, args, account, service)
-        self.account_name = account.name
-        self.container_id = container.id
-        self.dfs_url = account.name.apply(lambda a: f"abfss://{CONTAINER}@{a}.dfs.core.windows.net")
-        self.register_outputs({"accountName": self.account_name, "containerId": self.container_id})
+        return container
 
     def _private_endpoint(
         self, name: str, args: ArchiveStorageArgs, account: storage.StorageAccount, service: str

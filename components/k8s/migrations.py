@@ -15,7 +15,7 @@ release keeps working on the newer schema and a rollback is just the older image
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -43,6 +43,9 @@ class SchemaMigrationArgs:
     backoff_limit: int = 4
     deadline_seconds: int = 1800
     labels: Mapping[str, str] = field(default_factory=dict)
+    # What must exist before the Job starts (ClickHouse); the Job's own dependencies, since
+    # a component's depends_on does not reach its children.
+    wait_for: Sequence[pulumi.Resource] = ()
 
     def __post_init__(self) -> None:
         if not self.release:
@@ -100,7 +103,7 @@ class SchemaMigration(pulumi.ComponentResource):
             },
             # The Job is immutable once created; a new release replaces it (new name), and
             # the provider waits for it to complete before dependents start.
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.wait_for)),
         )
         self.register_outputs({})
 
