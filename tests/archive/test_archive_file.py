@@ -18,9 +18,14 @@ import pytest
 from rich.console import Console
 
 from meterplane.archive.cold import cold_parts
-from meterplane.archive.errors import ArchiveError, StoreUnavailable
+from meterplane.archive.errors import (
+    ArchiveError,
+    ColdCorrupt,
+    StoreUnavailable,
+    VerificationFailed,
+)
 from meterplane.archive.exporter import STEPS, Archiver, Unit
-from meterplane.archive.layout import sha256_hex
+from meterplane.archive.layout import day_dir, sha256_hex
 from meterplane.archive.schedule import ArchiveScheduler
 from meterplane.archive.stores import FileStore, open_store, parse_archive_url
 from meterplane.commands.archive import archive_once
@@ -278,3 +283,27 @@ def test_late_rows_for_an_archived_day_add_a_part_read_once(seeded: Seeded, tmp_
     kept = next(r for r in cold if ident(r) == ident(copy))
     assert kept == copy  # the first copy (lowest log position) wins
     assert ("acme", "late-1") in {ident(r) for r in cold}
+
+
+def test_an_object_altered_in_the_store_is_caught(seeded: Seeded, tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "cold")
+
+    def tamper(step: str, unit: Unit) -> None:
+        if step == "manifested":  # after upload, before the read-back verification
+            for key in store.list(day_dir(unit.day)):
+                if key.endswith(".parquet"):
+                    path = store.root / key
+                    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+
+    with engine_of(seeded.data_dir) as engine:
+        before = hot_rows(engine)
+        archiver = Archiver(engine, store, RETENTION_DAYS, clock=lambda: seeded.now, fault=tamper)
+        with pytest.raises(VerificationFailed, match=r"read back \d+ bytes with SHA-256"):
+            archiver.run()
+        assert hot_rows(engine) == before  # nothing deleted
+
+    # Altered after archiving: readers refuse the part instead of counting wrong rows.
+    part = cold_parts(store)[0]
+    (store.root / part.manifest.object).write_bytes(b"PAR1 not really")
+    with pytest.raises(ColdCorrupt, match="SHA-256 differ"):
+        cold_rows(store)
