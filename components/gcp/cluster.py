@@ -53,14 +53,28 @@ class Cluster(pulumi.ComponentResource):
         self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("meterplane:gcp:Cluster", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        self._name, self._args = name, args
         self.workload_pool = f"{args.project}.svc.id.goog"
-        node_account = gcp.serviceaccount.Account(
-            f"{name}-nodes",
-            project=args.project,
-            account_id=f"{name}-nodes"[:30],
-            display_name=f"GKE nodes of {name}",
-            opts=child,
+        self.cluster = self._build_control_plane()
+        self.node_pool = self._build_node_pool(self._build_node_account())
+        self.name = self.cluster.name
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(
+                self.cluster.name,
+                self.cluster.endpoint,
+                self.cluster.master_auth.apply(lambda m: m.cluster_ca_certificate or ""),
+            ).apply(lambda a: _kubeconfig(a[0], a[1], a[2]))
+        )
+        self.register_outputs({"name": self.name, "kubeconfig": self.kubeconfig})
+
+    def _build_node_account(self) -> gcp.serviceaccount.Account:
+        """Nodes run as their own account with logging, metrics and image pulls only."""
+        account = gcp.serviceaccount.Account(
+            f"{self._name}-nodes",
+            project=self._args.project,
+            account_id=f"{self._name}-nodes"[:30],
+            display_name=f"GKE nodes of {self._name}",
+            opts=pulumi.ResourceOptions(parent=self),
         )
         for role in (
             "roles/logging.logWriter",
@@ -68,20 +82,23 @@ class Cluster(pulumi.ComponentResource):
             "roles/artifactregistry.reader",
         ):
             gcp.projects.IAMMember(
-                f"{name}-nodes-{role.split('/')[1]}",
-                project=args.project,
+                f"{self._name}-nodes-{role.split('/')[1]}",
+                project=self._args.project,
                 role=role,
-                member=node_account.email.apply(lambda e: f"serviceAccount:{e}"),
-                opts=child,
+                member=account.email.apply(lambda e: f"serviceAccount:{e}"),
+                opts=pulumi.ResourceOptions(parent=self),
             )
-        self.cluster = gcp.container.Cluster(
-            f"{name}-gke",
-            project=args.project,
-            name=name,
-            location=args.region,
-            node_locations=list(args.zones),
-            network=args.network_id,
-            subnetwork=args.subnet_id,
+        return account
+
+    def _build_control_plane(self) -> gcp.container.Cluster:
+        return gcp.container.Cluster(
+            f"{self._name}-gke",
+            project=self._args.project,
+            name=self._name,
+            location=self._args.region,
+            node_locations=list(self._args.zones),
+            network=self._args.network_id,
+            subnetwork=self._args.subnet_id,
             remove_default_node_pool=True,
             initial_node_count=1,
             deletion_protection=True,
@@ -98,30 +115,32 @@ class Cluster(pulumi.ComponentResource):
             },
             master_authorized_networks_config={"cidr_blocks": []},
             workload_identity_config={"workload_pool": self.workload_pool},
-            database_encryption={"state": "ENCRYPTED", "key_name": args.key_id},
+            database_encryption={"state": "ENCRYPTED", "key_name": self._args.key_id},
             enable_shielded_nodes=True,
-            resource_labels=args.labels,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            resource_labels=self._args.labels,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self._args.depends_on)),
         )
-        self.node_pool = gcp.container.NodePool(
-            f"{name}-pool",
-            project=args.project,
+
+    def _build_node_pool(self, account: gcp.serviceaccount.Account) -> gcp.container.NodePool:
+        return gcp.container.NodePool(
+            f"{self._name}-pool",
+            project=self._args.project,
             name="stateful",
             cluster=self.cluster.id,
-            location=args.region,
-            node_locations=list(args.zones),
-            node_count=args.nodes_per_zone,
+            location=self._args.region,
+            node_locations=list(self._args.zones),
+            node_count=self._args.nodes_per_zone,
             autoscaling={
-                "min_node_count": args.nodes_per_zone,
-                "max_node_count": args.max_nodes_per_zone,
+                "min_node_count": self._args.nodes_per_zone,
+                "max_node_count": self._args.max_nodes_per_zone,
             },
             management={"auto_repair": True, "auto_upgrade": True},
             upgrade_settings={"max_surge": 1, "max_unavailable": 0},
             node_config={
-                "machine_type": args.machine_type,
+                "machine_type": self._args.machine_type,
                 "disk_type": "pd-balanced",
-                "resource_labels": args.labels,
-                "service_account": node_account.email,
+                "resource_labels": self._args.labels,
+                "service_account": account.email,
                 "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
                 "workload_metadata_config": {"mode": "GKE_METADATA"},
                 "shielded_instance_config": {
@@ -129,17 +148,8 @@ class Cluster(pulumi.ComponentResource):
                     "enable_integrity_monitoring": True,
                 },
             },
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.name = self.cluster.name
-        self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(
-                self.cluster.name,
-                self.cluster.endpoint,
-                self.cluster.master_auth.apply(lambda m: m.cluster_ca_certificate or ""),
-            ).apply(lambda a: _kubeconfig(a[0], a[1], a[2]))
-        )
-        self.register_outputs({"name": self.name, "kubeconfig": self.kubeconfig})
 
 
 def _kubeconfig(name: str, endpoint: str, ca_data: str) -> str:
