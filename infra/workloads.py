@@ -96,13 +96,17 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
     # The release's schema migrations run to completion before any workload of the release.
     migration = SchemaMigration(
         f"{name}-migrate",
-        SchemaMigrationArgs(release=release, clickhouse_url=clickhouse.url, labels=labels),
+        SchemaMigrationArgs(
+            release=release, clickhouse_url=clickhouse.url, labels=labels, wait_for=[clickhouse]
+        ),
         pulumi.ResourceOptions(
             providers={"kubernetes": provider}, depends_on=[platform, clickhouse]
         ),
     )
     after_migration = pulumi.ResourceOptions(
-        providers={"kubernetes": provider}, depends_on=[platform, migration]
+        providers={"kubernetes": provider},
+        depends_on=[platform, migration],
+        transformations=[migration.runs_first()],
     )
     flink = FlinkJob(
         f"{name}-aggregate",
