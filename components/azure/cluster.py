@@ -50,34 +50,61 @@ class Cluster(pulumi.ComponentResource):
         self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("meterplane:azure:Cluster", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-identity",
+        self._name, self._args = name, args
+        self.cluster = self._build_control_plane(*self._build_identity())
+        self.node_pools = self._build_node_pools()
+        self.name = self.cluster.name
+        self.oidc_issuer_url = self.cluster.oidc_issuer_profile.apply(
+            lambda p: (p.issuer_url or "") if p else ""
+        )
+        credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=args.resource_group_name,
-            resource_name_=f"{name}-control-plane",
-            location=args.location,
-            tags=args.tags,
-            opts=child,
+            resource_name=self.cluster.name,
+            format="exec",  # kubelogin: Entra ID tokens, no static credentials
+        )
+        self.kubeconfig = pulumi.Output.secret(
+            credentials.kubeconfigs.apply(lambda k: base64.b64decode(k[0].value).decode())
+        )
+        self.register_outputs({"name": self.name, "oidcIssuerUrl": self.oidc_issuer_url})
+
+    def _build_identity(
+        self,
+    ) -> tuple[managedidentity.UserAssignedIdentity, authorization.RoleAssignment]:
+        """The control plane's identity and its right to wrap/unwrap with the key."""
+        identity = managedidentity.UserAssignedIdentity(
+            f"{self._name}-identity",
+            resource_group_name=self._args.resource_group_name,
+            resource_name_=f"{self._name}-control-plane",
+            location=self._args.location,
+            tags=self._args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         # KMS etcd encryption: the control plane's identity wraps/unwraps with the key.
         kms_access = authorization.RoleAssignment(
-            f"{name}-kms",
-            role_assignment_name=roles.assignment_name(name, "kms"),
-            scope=args.vault_id,
+            f"{self._name}-kms",
+            role_assignment_name=roles.assignment_name(self._name, "kms"),
+            scope=self._args.vault_id,
             principal_id=identity.principal_id,
             principal_type="ServicePrincipal",
             role_definition_id=roles.role_definition_id(
-                args.subscription_id, roles.KEY_VAULT_CRYPTO_USER
+                self._args.subscription_id, roles.KEY_VAULT_CRYPTO_USER
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.cluster = containerservice.ManagedCluster(
-            f"{name}-aks",
-            resource_group_name=args.resource_group_name,
-            resource_name_=name,
-            location=args.location,
+        return identity, kms_access
+
+    def _build_control_plane(
+        self,
+        identity: managedidentity.UserAssignedIdentity,
+        kms_access: authorization.RoleAssignment,
+    ) -> containerservice.ManagedCluster:
+        return containerservice.ManagedCluster(
+            f"{self._name}-aks",
+            resource_group_name=self._args.resource_group_name,
+            resource_name_=self._name,
+            location=self._args.location,
             kubernetes_version=versions.AKS_VERSION,
-            dns_prefix=name,
+            dns_prefix=self._name,
             sku={"name": "Base", "tier": "Standard"},
             identity={"type": "UserAssigned", "user_assigned_identities": [identity.id]},
             agent_pool_profiles=[
@@ -85,9 +112,9 @@ class Cluster(pulumi.ComponentResource):
                     "name": "system",
                     "mode": "System",
                     "vm_size": "Standard_D4s_v5",
-                    "count": len(args.zones),
-                    "availability_zones": list(args.zones),
-                    "vnet_subnet_id": args.subnet_id,
+                    "count": len(self._args.zones),
+                    "availability_zones": list(self._args.zones),
+                    "vnet_subnet_id": self._args.subnet_id,
                     "os_type": "Linux",
                     "os_sku": "AzureLinux",
                     "enable_auto_scaling": False,
@@ -108,7 +135,7 @@ class Cluster(pulumi.ComponentResource):
                 "workload_identity": {"enabled": True},
                 "azure_key_vault_kms": {
                     "enabled": True,
-                    "key_id": args.key_uri_with_version,
+                    "key_id": self._args.key_uri_with_version,
                     "key_vault_network_access": "Public",
                 },
             },
@@ -118,41 +145,31 @@ class Cluster(pulumi.ComponentResource):
                 "upgrade_channel": "patch",
                 "node_os_upgrade_channel": "NodeImage",
             },
-            tags=args.tags,
+            tags=self._args.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[kms_access]),
         )
-        self.node_pools = [
+
+    def _build_node_pools(self) -> list[containerservice.AgentPool]:
+        """One autoscaled user pool per zone for the zone-bound disks of stateful sets."""
+        return [
             containerservice.AgentPool(
-                f"{name}-pool-{zone}",
-                resource_group_name=args.resource_group_name,
+                f"{self._name}-pool-{zone}",
+                resource_group_name=self._args.resource_group_name,
                 resource_name_=self.cluster.name,
                 agent_pool_name=f"stateful{zone}",
                 mode="User",
-                vm_size=args.vm_size,
+                vm_size=self._args.vm_size,
                 availability_zones=[zone],
-                count=args.nodes_per_zone,
+                count=self._args.nodes_per_zone,
                 enable_auto_scaling=True,
-                min_count=args.nodes_per_zone,
-                max_count=args.max_nodes_per_zone,
-                vnet_subnet_id=args.subnet_id,
+                min_count=self._args.nodes_per_zone,
+                max_count=self._args.max_nodes_per_zone,
+                vnet_subnet_id=self._args.subnet_id,
                 os_type="Linux",
                 os_sku="AzureLinux",
                 node_labels={"meterplane.io/pool": "stateful"},
-                tags=args.tags,
-                opts=child,
+                tags=self._args.tags,
+                opts=pulumi.ResourceOptions(parent=self),
             )
-            for zone in args.zones
+            for zone in self._args.zones
         ]
-        self.name = self.cluster.name
-        self.oidc_issuer_url = self.cluster.oidc_issuer_profile.apply(
-            lambda p: (p.issuer_url or "") if p else ""
-        )
-        credentials = containerservice.list_managed_cluster_user_credentials_output(
-            resource_group_name=args.resource_group_name,
-            resource_name=self.cluster.name,
-            format="exec",  # kubelogin: Entra ID tokens, no static credentials
-        )
-        self.kubeconfig = pulumi.Output.secret(
-            credentials.kubeconfigs.apply(lambda k: base64.b64decode(k[0].value).decode())
-        )
-        self.register_outputs({"name": self.name, "oidcIssuerUrl": self.oidc_issuer_url})
