@@ -307,3 +307,46 @@ def test_an_object_altered_in_the_store_is_caught(seeded: Seeded, tmp_path: Path
     (store.root / part.manifest.object).write_bytes(b"PAR1 not really")
     with pytest.raises(ColdCorrupt, match="SHA-256 differ"):
         cold_rows(store)
+
+
+def test_rows_arriving_during_export_stay_hot_for_the_next_run(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "cold")
+    odd = "o'brien\\eu"  # quotes and backslashes travel through the SQL literals intact
+
+    def row(customer: str, key: str, ts: int, pos: int) -> dict[str, list[Any]]:
+        return {
+            "customer_id": [customer],
+            "idempotency_key": [key],
+            "kind": ["event"],
+            "name": ["api_call"],
+            "timestamp": [ts],
+            "ingested_at": [seeded.now],
+            "resource_id": [""],
+            "payload": [b"{}"],
+            "log_pos": [pos],
+        }
+
+    with engine_of(seeded.data_dir) as engine:
+        old_ts = seeded.now - 20 * DAY_US
+        engine.insert("events", row(odd, "q1", old_ts, 10_000_000))
+
+        def another_writer(step: str, unit: Unit) -> None:
+            # Production: another customer's Kafka partition has lower offsets than the
+            # ones just exported; its row lands between export and delete.
+            if step == "verified" and unit.day == from_us(old_ts).date():
+                engine.insert("events", row("late-co", "z1", old_ts + 1, 3))
+
+        archiver = Archiver(
+            engine, store, RETENTION_DAYS, clock=lambda: seeded.now, fault=another_writer
+        )
+        archiver.run()
+        hot = {ident(r) for r in hot_rows(engine)}
+        assert (odd, "q1") not in hot
+        assert ("late-co", "z1") in hot  # arrived after the export: not deleted
+        archiver.fault = None
+        archiver.run()
+        assert ("late-co", "z1") not in {ident(r) for r in hot_rows(engine)}
+    cold = {ident(r) for r in cold_rows(store)}
+    assert {(odd, "q1"), ("late-co", "z1")} <= cold

@@ -24,9 +24,10 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from meterplane.archive import metrics
@@ -229,7 +230,7 @@ class Archiver:
         self.verify(manifest_key, manifest)
         self._step("verified", unit)
 
-        self.delete_hot(unit, rows.num_rows, max_pos)
+        self.delete_hot(unit, rows)
         self._step("deleted", unit)
         log.info(
             "archived %s: %d rows, %d bytes -> %s/%s",
@@ -258,19 +259,40 @@ class Archiver:
         if rows != expected.rows:
             raise VerificationFailed(f"{where}: {rows} rows read back, {expected.rows} written")
 
-    def delete_hot(self, unit: Unit, rows: int, max_pos: int) -> None:
-        """Delete the unit's exported rows, after checking they are still exactly those."""
-        where = f"{unit.predicate()} AND log_pos <= {int(max_pos)}"
-        now = self.engine.query_arrow(f"SELECT count() AS n FROM events FINAL WHERE {where}")
-        n = now.column("n")[0].as_py()
-        if n != rows:
-            # Rows appeared or vanished below the exported position since the export
-            # (another writer): keep them hot; the next run exports the new set.
-            raise VerificationFailed(
-                f"hot rows of {unit} changed during export ({rows} exported, {n} now); "
-                "nothing deleted"
+    def delete_hot(self, unit: Unit, rows: pa.Table) -> None:
+        """Delete exactly the exported rows, after checking they are still exactly those.
+
+        A customer's log positions only grow (embedded: one log; production: all of a
+        customer's events are in one Kafka partition, keyed by customer, whose offsets only
+        grow). So "the customer's rows of this unit at or below the highest position
+        exported for that customer" are the exported rows — plus later copies of the same
+        identities, which are duplicates — and never an event that arrived after the export.
+        """
+        per_customer = rows.group_by("customer_id").aggregate(
+            [("log_pos", "max"), ("log_pos", "count")]
+        )
+        chunks = list(
+            _chunks(
+                per_customer.column("customer_id").to_pylist(),
+                per_customer.column("log_pos_max").to_pylist(),
+                per_customer.column("log_pos_count").to_pylist(),
             )
-        self.engine.execute(f"DELETE FROM events WHERE {where}")
+        )
+        wheres = []
+        for predicate, expected in chunks:
+            where = f"{unit.predicate()} AND {predicate}"
+            now = self.engine.query_arrow(f"SELECT count() AS n FROM events FINAL WHERE {where}")
+            n = now.column("n")[0].as_py()
+            if n != expected:
+                # Rows appeared or vanished below the exported positions since the export
+                # (another writer): keep them all hot; the next run exports the new set.
+                raise VerificationFailed(
+                    f"hot rows of {unit} changed during export ({expected} exported, {n} now); "
+                    "nothing deleted"
+                )
+            wheres.append(where)
+        for where in wheres:
+            self.engine.execute(f"DELETE FROM events WHERE {where}")
 
     def drop_sealed_partitions(self, cutoff: dt.date) -> list[str]:
         """Drop month partitions with no live rows that no late event can reach."""
@@ -296,3 +318,41 @@ class Archiver:
                 self.engine.execute(f"ALTER TABLE events DROP PARTITION ID '{p}'")
                 dropped.append(p)
         return dropped
+
+
+# Each DELETE names its customers and their highest exported positions in the SQL text;
+# keep that text well under ClickHouse's default max_query_size (256 KiB).
+_MAX_PREDICATE_CHARS = 100_000
+
+
+def sql_string(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _chunks(customers: list[str], tops: list[int], counts: list[int]) -> Iterator[tuple[str, int]]:
+    """(predicate, rows it should match) for groups of customers."""
+    names: list[str] = []
+    positions: list[str] = []
+    expected = 0
+    size = 0
+
+    def flush() -> tuple[str, int]:
+        listed = ", ".join(names)
+        predicate = (
+            f"customer_id IN ({listed}) AND log_pos <= transform(customer_id, [{listed}], "
+            f"CAST([{', '.join(positions)}] AS Array(UInt64)), toUInt64(0))"
+        )
+        return predicate, expected
+
+    for customer, top, count in zip(customers, tops, counts, strict=True):
+        literal = sql_string(customer)
+        if names and size + 2 * len(literal) > _MAX_PREDICATE_CHARS:
+            yield flush()
+            names, positions, expected, size = [], [], 0, 0
+        names.append(literal)
+        positions.append(str(int(top)))
+        expected += int(count)
+        size += 2 * len(literal) + 24
+    if names:
+        yield flush()
