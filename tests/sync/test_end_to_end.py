@@ -421,7 +421,7 @@ def test_standalone_agent_listens_only_on_its_health_port(world: World) -> None:
         wait_until(lambda: seen() >= published, 10, "counters read from ClickHouse")
         # Counters read from the `counters` table agree with what was published: nothing new.
         counts = w.admin.state()["counts"]
-        time.sleep(1.5)
+        time.sleep(1.0)  # two rollup intervals (0.5 s) and reads
         accepted = counts.get("rollups_accepted", 0)
         assert w.admin.state()["counts"].get("rollups_accepted", 0) == accepted
         w.admin.push("subscription.changed", {"customerId": "hooli", "subscription": sub("pro")})

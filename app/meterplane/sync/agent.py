@@ -189,11 +189,11 @@ class SyncAgent:
         publisher = self._threads[1] if len(self._threads) > 1 else None
         if publisher is not None:
             publisher.join(timeout=10)
-        # The poller may sit in a long-poll: closing the client ends it; its state is
-        # committed or not, either way consistent.
+        # The poller may sit in a long-poll for up to its wait. It is not waited for: its
+        # page is either committed or replayed on the next start, which changes nothing.
         self.client.close()
         if self._threads:
-            self._threads[0].join(timeout=2)
+            self._threads[0].join(timeout=0.5)
         if not any(t.is_alive() for t in self._threads):
             self.store.close()
 
