@@ -1,5 +1,6 @@
 """``meterplane archive``: move raw events older than the hot retention to the cold tier,
-once, on a data directory while ``serve`` is stopped (``serve`` runs it on a schedule).
+once: on a data directory while ``serve`` is stopped (``serve`` runs it on a schedule), or
+on the ClickHouse server (``METERPLANE_CLICKHOUSE_URL``, the deployed CronJob).
 
 Exit status: 0 when the run completed, 1 when it stopped on the store or the key (one
 line on stderr; nothing of the failing unit was deleted), 2 on a bad setting.
@@ -13,11 +14,11 @@ import sys
 
 from meterplane.archive.errors import ArchiveError
 from meterplane.archive.exporter import Archiver
-from meterplane.archive.stores import quiet_sdk_loggers, store_from_settings
+from meterplane.archive.stores import ObjectStore, quiet_sdk_loggers, store_from_settings
 from meterplane.commands._common import add_data_dir, guarded, settings_from, setup_logging
 from meterplane.core.errors import ConfigError
 from meterplane.core.settings import Settings
-from meterplane.core.storage import ChdbEngine, migrate
+from meterplane.core.storage import ChdbEngine, SqlEngine, migrate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,18 +44,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def archive_once(settings: Settings) -> int:
-    """One archive run over ``settings.data_dir``; returns the exit status."""
-    data_dir = settings.data_dir
+    """One archive run; returns the exit status. With ``METERPLANE_CLICKHOUSE_URL`` (the
+    deployed CronJob) it runs on the ClickHouse server, else on ``--data-dir``'s chdb."""
+    store = store_from_settings(settings)
     if settings.clickhouse_url:
-        # Deleting exactly the exported rows relies on the embedded log's ordered positions;
-        # a cluster fed by many writers needs identity-exact deletes first.
-        raise ConfigError(
-            "METERPLANE_CLICKHOUSE_URL: meterplane archive runs on the embedded store "
-            "(--data-dir) only; unset it"
-        )
+        from meterplane.clickhouse.engine import ClickHouseEngine  # noqa: PLC0415 - prod only
+
+        server = ClickHouseEngine(settings.clickhouse_url)
+        try:
+            return _archive(server, store, settings)
+        finally:
+            server.close()
+    data_dir = settings.data_dir
     if not (data_dir / "chdb").exists():
         raise ConfigError(f"METERPLANE_DATA_DIR: no data plane at {data_dir}")
-    store = store_from_settings(settings)
     (data_dir / "log").mkdir(exist_ok=True)
     with (data_dir / "log" / "LOCK").open("a") as lock:
         try:
@@ -71,18 +74,23 @@ def archive_once(settings: Settings) -> int:
         engine = ChdbEngine(data_dir / "chdb")
         try:
             migrate(engine)
-            report = Archiver(
-                engine,
-                store,
-                hot_retention_days=settings.hot_retention_days,
-                lateness_days=settings.lateness_days,
-            ).run()
-        except ArchiveError as err:
-            # Days archived before the failure stay archived; nothing unverified was deleted.
-            print(f"meterplane archive: stopped, unverified days stay hot: {err}", file=sys.stderr)
-            return 1
+            return _archive(engine, store, settings)
         finally:
             engine.close()
+
+
+def _archive(engine: SqlEngine, store: ObjectStore, settings: Settings) -> int:
+    try:
+        report = Archiver(
+            engine,
+            store,
+            hot_retention_days=settings.hot_retention_days,
+            lateness_days=settings.lateness_days,
+        ).run()
+    except ArchiveError as err:
+        # Days archived before the failure stay archived; nothing unverified was deleted.
+        print(f"meterplane archive: stopped, unverified days stay hot: {err}", file=sys.stderr)
+        return 1
     print(report.summary())
     return 0
 
