@@ -25,7 +25,16 @@ from typing import Any
 
 import yaml
 
-from policies import encryption, exposure, hardening, redundancy, residency, retention, tagging
+from policies import (
+    encryption,
+    exposure,
+    hardening,
+    redundancy,
+    residency,
+    retention,
+    tagging,
+    topics,
+)
 from policies.core import Level, PolicyConfigError, PolicySpec
 
 PACK_NAME = "meterplane"
@@ -39,6 +48,7 @@ POLICIES: tuple[PolicySpec, ...] = (
     *encryption.POLICIES,
     *exposure.POLICIES,
     *redundancy.POLICIES,
+    *topics.POLICIES,
     *residency.POLICIES,
     *retention.POLICIES,
     *hardening.POLICIES,

@@ -10,7 +10,16 @@ from policytest_support import level
 from policies.core import PolicyConfigError, PolicySpec, Severity
 from policies.registry import POLICIES, PackConfig
 
-DOMAINS = {"encryption", "exposure", "redundancy", "residency", "retention", "hardening", "tagging"}
+DOMAINS = {
+    "encryption",
+    "exposure",
+    "redundancy",
+    "residency",
+    "retention",
+    "hardening",
+    "tagging",
+    "topics",
+}
 
 
 def test_pack_covers_every_domain_with_unique_names() -> None:
