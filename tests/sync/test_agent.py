@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from meterplane.core.catalog import Catalog, parse_catalog
@@ -16,7 +17,7 @@ from meterplane.core.timeutil import US_PER_S, iso, now_us
 from meterplane.entitlements.decide import Decider
 from meterplane.plane import CatalogHolder
 from meterplane.sync import metrics
-from meterplane.sync.adapters import BookSource, EmbeddedTarget
+from meterplane.sync.adapters import BookSource, CounterSource, EmbeddedTarget, SqlSource
 from meterplane.sync.agent import AgentConfig, SyncAgent
 from meterplane.sync.client import ControlPlaneClient
 from meterplane.sync.store import AgentStore
@@ -35,11 +36,19 @@ from tests.sync.harness import (
 class Rig:
     """A counter book, a catalog holder and an agent feeding the reference control plane."""
 
-    def __init__(self, tmp: Path, url: str, catalog: Catalog | None = None, **cfg: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        url: str,
+        catalog: Catalog | None = None,
+        source: CounterSource | None = None,
+        **cfg: Any,
+    ) -> None:
         self.book = CounterBook(catalog or parse_catalog({}))
         self.holder = CatalogHolder(self.book.catalog)
         self.holder.subscribe(self.book.set_catalog)
         self.source = BookSource(self.book)
+        self.counters: CounterSource = source or self.source
         self.store_path = tmp / "agent.sqlite"
         self.url = url
         self.cfg = {
@@ -57,7 +66,7 @@ class Rig:
     def _new_agent(self) -> SyncAgent:
         config = AgentConfig(url=self.url, environment=ENV, token=TOKEN, **self.cfg)
         return SyncAgent(
-            config, self.store_path, self.source, EmbeddedTarget(self.holder), self.holder.get()
+            config, self.store_path, self.counters, EmbeddedTarget(self.holder), self.holder.get()
         )
 
     def restart(self) -> None:
@@ -273,5 +282,51 @@ def test_a_crash_between_effect_and_cursor_replays_the_page_without_double_effec
         journal = rig.agent.store.journal()
         assert [j[0] for j in journal] == [1, 2, 3, 4]
         assert {j[3] for j in journal} == {"applied"}
+    finally:
+        rig.agent.stop()
+
+
+class FlakyClickHouse:
+    """The read side of a ClickHouse server that is down until told otherwise."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.calls = 0
+        self.rows: dict[str, list[Any]] = {}
+
+    def query_arrow(self, sql: str) -> pa.Table:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("clickhouse unreachable")
+        assert "FROM counters FINAL" in sql
+        return pa.table(self.rows)
+
+
+def test_counter_reads_back_off_while_clickhouse_is_down_then_publish(
+    tmp_path: Path, cp: ThreadControlPlane, admin: Admin
+) -> None:
+    ch = FlakyClickHouse()
+    rig = Rig(tmp_path, cp.url, source=SqlSource(ch), backoff_max_s=0.4)
+    failures = metrics.FAILURES.labels("counters")._value.get()
+    rig.agent.start()
+    try:
+        rig.agent._stop.wait(1.2)
+        tried = ch.calls
+        # Ticks come every 0.05 s; with backoff the reads are far fewer (0.05, 0.1, 0.2, ...).
+        assert 2 <= tried <= 10
+        assert metrics.FAILURES.labels("counters")._value.get() - failures == tried
+        ch.rows = {
+            "customer_id": ["acme"],
+            "feature_id": ["api-calls"],
+            "ps": [1_700_000_000_000_000],
+            "pe": [-1],
+            "v": [42.0],
+        }
+        ch.down = False
+        wait_until(
+            lambda: admin.totals().get(("acme", "api-calls", iso(1_700_000_000_000_000))) == 42,
+            10,
+            "published",
+        )
     finally:
         rig.agent.stop()

@@ -268,15 +268,35 @@ class SyncAgent:
     # ------------------------------------------------------------------ outbound
 
     def _publish_loop(self) -> None:
+        read_backoff = Backoff(self.config.backoff_base_s, self.config.backoff_max_s)
+        read_at = 0.0
         while not self._stop.is_set():
-            try:
-                self.collect()
-            except Exception as err:  # e.g. ClickHouse unreachable: try again next tick
-                metrics.FAILURES.labels("counters").inc()
-                log.warning("sync counters read failed: %s: %s", type(err).__name__, err)
+            if time.monotonic() >= read_at:
+                try:
+                    self.collect()
+                    read_backoff.reset()
+                except Exception as err:  # e.g. ClickHouse unreachable: back off, go on
+                    delay = read_backoff.next_delay()
+                    read_at = time.monotonic() + delay
+                    metrics.FAILURES.labels("counters").inc()
+                    log.warning(
+                        "sync counters read failed (attempt %d, next try in %.1fs): %s: %s",
+                        read_backoff.failures,
+                        delay,
+                        type(err).__name__,
+                        err,
+                    )
             if time.monotonic() >= self._send_at:
-                self._send()
-            self._update_gauges()
+                try:
+                    self._send()
+                except Exception:  # a bug or a full disk must not silently stop publishing
+                    log.exception("sync publish: unexpected error")
+                    metrics.FAILURES.labels("publish").inc()
+                    self._send_at = time.monotonic() + self._send_backoff.next_delay()
+            try:
+                self._update_gauges()
+            except Exception:
+                log.exception("sync metrics: unexpected error")
             self._stop.wait(self.config.tick_s)
 
     def _send(self) -> None:
