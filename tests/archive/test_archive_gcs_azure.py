@@ -20,7 +20,7 @@ from azure.storage.blob import BlobServiceClient
 from meterplane.archive.cold import cold_parts
 from meterplane.archive.errors import StoreUnavailable
 from meterplane.archive.exporter import Archiver
-from meterplane.archive.stores import AzureStore, GcsStore, open_store
+from meterplane.archive.stores import AzureStore, GcsStore, open_store, parse_archive_url
 from meterplane.testing.objectstores import Azurite, FakeGcsServer
 from tests.archive.support import Seeded, cold_rows, engine_of, hot_rows
 
@@ -125,3 +125,39 @@ def test_azure_missing_container_fails_and_drops_nothing(
         ):
             Archiver(engine, store, RETENTION_DAYS, clock=lambda: seeded.now).run()
         assert hot_rows(engine) == before
+
+
+def test_azure_account_cmk_from_the_deployed_abfss_url(
+    seeded: Seeded, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the Azure stack passes: an abfss:// URL and the Key Vault key of the account's
+    customer-managed encryption. Blobs then carry no scope of their own."""
+    key_uri = "https://meterplane-kv.vault.azure.net/keys/archive/0123456789abcdef"
+    sent: list[tuple[str, str, dict[str, str]]] = []
+
+    def record(request: Any) -> None:
+        http = request.http_request
+        sent.append((http.method, http.url, dict(http.headers)))
+
+    container = f"archive-{uuid.uuid4().hex[:12]}"
+    client = BlobServiceClient.from_connection_string(
+        azurite.connection_string, raw_request_hook=record
+    )
+    client.create_container(container)
+    url = f"abfss://{container}@devstoreaccount1.dfs.core.windows.net/events"
+    loc = parse_archive_url(url)
+    assert (loc.scheme, loc.bucket, loc.prefix, loc.account) == (
+        "az",
+        container,
+        "events/",
+        "devstoreaccount1",
+    )
+    store = open_store(url, key_uri, client=client)
+    with engine_of(seeded.data_dir) as engine:
+        report = Archiver(engine, store, RETENTION_DAYS, clock=lambda: seeded.now).run()
+    puts = [(u, h) for method, u, h in sent if method == "PUT" and f"{container}/events/" in u]
+    assert len(puts) == 2 * len(report.units) > 0
+    assert all("x-ms-encryption-scope" not in h for _, h in puts)
+    assert {p.manifest.encryption["scheme"] for p in cold_parts(store)} == {"azure-account-cmk"}
+    assert {p.manifest.encryption["requested"] for p in cold_parts(store)} == {key_uri}
+    assert len(cold_rows(store)) == report.rows

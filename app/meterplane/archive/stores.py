@@ -1,5 +1,5 @@
 """Object stores for the cold tier: S3 (SSE-KMS), GCS (CMEK), Azure Blob (encryption
-scope) and local files, behind one small interface.
+scope, or the account's customer-managed key) and local files, behind one small interface.
 
 Every adapter writes each object under the customer's key *per request* (not relying on
 the bucket default alone), and can say which key the store reports for an object, so the
@@ -381,16 +381,39 @@ class GcsStore:
 AZURITE_ACCOUNT = "devstoreaccount1"
 
 
-class AzureStore:
-    """An Azure Blob container; each blob written under an encryption scope (which the
-    storage account binds to the customer's Key Vault key)."""
+def is_key_vault_key(value: str) -> bool:
+    """Whether ``value`` is a Key Vault (or Managed HSM) key URI rather than a scope name."""
+    host = urlsplit(value).hostname or ""
+    return value.startswith("https://") and (
+        host.endswith(".vault.azure.net") or host.endswith(".managedhsm.azure.net")
+    )
 
-    def __init__(self, container: str, prefix: str, scope: str, client: Any = None) -> None:
+
+class AzureStore:
+    """An Azure Blob container under the customer's key, in one of two ways:
+
+    - an encryption scope name: each blob is written with ``x-ms-encryption-scope`` (the
+      scope is bound to the customer's Key Vault key) and must report that scope back;
+    - a Key Vault key URI: the storage account's default encryption is the customer-managed
+      key (what the Azure components configure). The data plane cannot see which key an
+      account uses, so each blob is checked to be server-encrypted under the account
+      default (no other scope); the key itself is enforced by the account's configuration.
+    """
+
+    def __init__(
+        self,
+        container: str,
+        prefix: str,
+        key: str,
+        client: Any = None,
+        account: str | None = None,
+    ) -> None:
         self.container = container
         self.prefix = prefix
-        self.scope = scope
+        self.key = key
+        self.scope = None if is_key_vault_key(key) else key
         if client is None:
-            client = _azure_client()
+            client = _azure_client(account)
         self._service = client
         self._container = client.get_container_client(container)
         self.emulator = client.account_name == AZURITE_ACCOUNT
@@ -409,7 +432,7 @@ class AzureStore:
             code = str(getattr(err, "error_code", None) or err.status_code)
             message = str(err.message or err).splitlines()[0]
             if "encryptionscope" in code.lower() or "key" in code.lower():
-                raise KeyUnusable(f"{self.url}: {what}: scope {self.scope}: {code}") from None
+                raise KeyUnusable(f"{self.url}: {what}: key {self.key}: {code}") from None
             raise StoreUnavailable(f"{self.url}: {what}: {code}: {message}") from None
         except (self._errors.AzureError, ValueError) as err:
             raise StoreUnavailable(f"{self.url}: {what}: {err}".splitlines()[0]) from None
@@ -420,14 +443,15 @@ class AzureStore:
     def put(self, key: str, data: bytes, content_type: str) -> None:
         from azure.storage.blob import ContentSettings  # noqa: PLC0415
 
+        scope = {} if self.scope is None else {"encryption_scope": self.scope}
         self._call(
             f"upload {key}",
             lambda: self._container.upload_blob(
                 self.prefix + key,
                 data,
                 overwrite=True,
-                encryption_scope=self.scope,
                 content_settings=ContentSettings(content_type=content_type),
+                **scope,
             ),
         )
 
@@ -449,6 +473,14 @@ class AzureStore:
             lambda: self._container.get_blob_client(self.prefix + key).get_blob_properties(),
         )
         reported = props.encryption_scope
+        if self.scope is None:
+            ok = props.server_encrypted and reported in (None, "$account-encryption-key")
+            if not ok:
+                raise KeyUnusable(
+                    f"{self.url}/{key}: stored under encryption scope {reported}, not the "
+                    f"account's customer-managed key {self.key}"
+                )
+            return {"scheme": "azure-account-cmk", "requested": self.key, "reported": reported}
         ok = reported == self.scope and props.server_encrypted
         if not ok and not (reported is None and self.emulator):
             raise KeyUnusable(
@@ -457,7 +489,7 @@ class AzureStore:
         return {"scheme": "azure-encryption-scope", "requested": self.scope, "reported": reported}
 
 
-def _azure_client() -> Any:
+def _azure_client(account: str | None) -> Any:
     from azure.storage.blob import BlobServiceClient  # noqa: PLC0415
 
     # Bounded retries, as for the other clouds.
@@ -466,13 +498,14 @@ def _azure_client() -> Any:
     if conn:
         return BlobServiceClient.from_connection_string(conn, **options)
     account_url = os.environ.get("AZURE_STORAGE_ACCOUNT_URL")
-    account = os.environ.get("AZURE_STORAGE_ACCOUNT")
+    account = account or os.environ.get("AZURE_STORAGE_ACCOUNT")
     if not account_url and account:
         account_url = f"https://{account}.blob.core.windows.net"
     if not account_url:
         raise ConfigError(
-            "METERPLANE_ARCHIVE_URL: az:// needs AZURE_STORAGE_CONNECTION_STRING, "
-            "AZURE_STORAGE_ACCOUNT_URL or AZURE_STORAGE_ACCOUNT"
+            "METERPLANE_ARCHIVE_URL: az://container needs the account: use "
+            "abfss://container@ACCOUNT.dfs.core.windows.net, or set AZURE_STORAGE_ACCOUNT, "
+            "AZURE_STORAGE_ACCOUNT_URL or AZURE_STORAGE_CONNECTION_STRING"
         )
     from azure.identity import DefaultAzureCredential  # noqa: PLC0415
 
@@ -497,6 +530,7 @@ class ArchiveLocation:
     scheme: str
     bucket: str
     prefix: str  # "" or ending in "/"
+    account: str | None = None  # Azure storage account, when the URL names it
 
 
 def parse_archive_url(url: str) -> ArchiveLocation:
@@ -509,14 +543,24 @@ def parse_archive_url(url: str) -> ArchiveLocation:
         if not path:
             raise ConfigError(f"METERPLANE_ARCHIVE_URL: {url!r} has no path")
         return ArchiveLocation("file", path, "")
-    if scheme not in ("s3", "gs", "az"):
+    if scheme not in ("s3", "gs", "az", "abfss", "abfs"):
         raise ConfigError(
-            f"METERPLANE_ARCHIVE_URL: {url!r}: scheme must be s3://, gs://, az:// or file://"
+            f"METERPLANE_ARCHIVE_URL: {url!r}: scheme must be s3://, gs://, az://, abfss:// "
+            "or file://"
         )
     if not parts.netloc:
         raise ConfigError(f"METERPLANE_ARCHIVE_URL: {url!r} names no bucket")
     prefix = parts.path.strip("/")
-    return ArchiveLocation(scheme, parts.netloc, prefix + "/" if prefix else "")
+    prefix = prefix + "/" if prefix else ""
+    if scheme in ("abfss", "abfs"):
+        # abfss://container@account.dfs.core.windows.net/path (ADLS Gen2 / Blob)
+        container, at, host = parts.netloc.partition("@")
+        if not at or not container or not host:
+            raise ConfigError(
+                f"METERPLANE_ARCHIVE_URL: {url!r}: expected abfss://container@account.dfs...."
+            )
+        return ArchiveLocation("az", container, prefix, account=host.split(".", 1)[0])
+    return ArchiveLocation(scheme, parts.netloc, prefix)
 
 
 def open_store(url: str, kms_key: str | None, client: Any = None) -> ObjectStore:
@@ -533,13 +577,14 @@ def open_store(url: str, kms_key: str | None, client: Any = None) -> ObjectStore
     if not kms_key:
         raise ConfigError(
             f"METERPLANE_ARCHIVE_KMS_KEY: required for {loc.scheme}:// archives "
-            "(S3: KMS key id/ARN/alias; GCS: CryptoKey resource name; Azure: encryption scope)"
+            "(S3: KMS key ARN/id/alias; GCS: CryptoKey resource name; Azure: encryption scope "
+            "or Key Vault key URI)"
         )
     if loc.scheme == "s3":
         return S3Store(loc.bucket, loc.prefix, kms_key, client=client)
     if loc.scheme == "gs":
         return GcsStore(loc.bucket, loc.prefix, kms_key, client=client)
-    return AzureStore(loc.bucket, loc.prefix, kms_key, client=client)
+    return AzureStore(loc.bucket, loc.prefix, kms_key, client=client, account=loc.account)
 
 
 def default_archive_url(data_dir: Path) -> str:

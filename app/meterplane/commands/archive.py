@@ -26,14 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         dest="archive_url",
-        help="s3://, gs://, az:// or file:// bucket and prefix (METERPLANE_ARCHIVE_URL; "
-        "default: cold/ in the data directory)",
+        help="s3://, gs://, az:// (or abfss://container@account...) or file:// bucket and "
+        "prefix (METERPLANE_ARCHIVE_URL; default: cold/ in the data directory)",
     )
     parser.add_argument(
         "--kms-key",
         dest="archive_kms_key",
-        help="the customer's key: S3 KMS key id/ARN/alias, GCS CryptoKey name, Azure "
-        "encryption scope (METERPLANE_ARCHIVE_KMS_KEY)",
+        help="the customer's key: S3 KMS key ARN/id/alias, GCS CryptoKey name, Azure "
+        "encryption scope or Key Vault key URI (METERPLANE_ARCHIVE_KMS_KEY)",
     )
     parser.add_argument(
         "--hot-retention-days",
