@@ -161,3 +161,16 @@ def test_azure_account_cmk_from_the_deployed_abfss_url(
     assert {p.manifest.encryption["scheme"] for p in cold_parts(store)} == {"azure-account-cmk"}
     assert {p.manifest.encryption["requested"] for p in cold_parts(store)} == {key_uri}
     assert len(cold_rows(store)) == report.rows
+
+
+def test_gcs_missing_bucket_fails_and_drops_nothing(
+    seeded: Seeded, fake_gcs: FakeGcsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in fake_gcs.env().items():
+        monkeypatch.setenv(name, value)  # the SDK's standard emulator variable
+    store = open_store("gs://no-such-bucket/cold", GCS_KEY)
+    with engine_of(seeded.data_dir) as engine:
+        before = hot_rows(engine)
+        with pytest.raises(StoreUnavailable, match=r"gs://no-such-bucket/cold: list: 404"):
+            Archiver(engine, store, RETENTION_DAYS, clock=lambda: seeded.now).run()
+        assert hot_rows(engine) == before

@@ -330,10 +330,17 @@ class GcsStore:
             raise StoreUnavailable(f"{self.url}: {what}: {err}") from None
 
     def preflight(self) -> None:
+        # Listing needs only storage.objects.list (roles/storage.objectAdmin, which is all
+        # the archiver is granted; getting the bucket would need storage.buckets.get).
         # Data-plane credentials cannot ask Cloud KMS about the key; GCS itself refuses an
         # upload under a disabled or inaccessible key, which fails the run before delete.
         self._call(
-            "get bucket", lambda: self._client.get_bucket(self.bucket_name, retry=self._retry)
+            "list",
+            lambda: list(
+                self._client.list_blobs(
+                    self.bucket_name, prefix=self.prefix, max_results=1, retry=self._retry
+                )
+            ),
         )
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
