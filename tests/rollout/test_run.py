@@ -20,6 +20,7 @@ from meterplane.rollout import (
     StackRelease,
     group_waves,
 )
+from meterplane.rollout.runner import pack_config_from_state
 
 
 @dataclass
@@ -168,3 +169,27 @@ def test_offline_runner_reports_a_stack_that_does_not_render(tmp_path: Path) -> 
     assert not result.ok
     assert result.summary.startswith("render failed:")
     assert "zones" in result.summary
+
+
+def test_policy_config_carries_the_deployed_partitions() -> None:
+    deployment = {
+        "resources": [
+            {
+                "urn": "urn:pulumi:s::p::kubernetes:kafka.strimzi.io/v1:KafkaTopic::events",
+                "type": "kubernetes:kafka.strimzi.io/v1:KafkaTopic",
+                "inputs": {
+                    "metadata": {"name": "events", "namespace": "metering"},
+                    "spec": {"partitions": 48, "replicas": 3},
+                },
+            },
+            {"urn": "urn:pulumi:s::p::pulumi:pulumi:Stack::p-s", "type": "pulumi:pulumi:Stack"},
+        ]
+    }
+    config = pack_config_from_state(deployment)
+    assert config == {
+        "kafka-partitions-never-decrease": {"deployedPartitions": {"metering/events": 48}}
+    }
+    json.dumps(config)  # what the runner writes for --policy-pack-config
+    assert pack_config_from_state({}) == {
+        "kafka-partitions-never-decrease": {"deployedPartitions": {}}
+    }

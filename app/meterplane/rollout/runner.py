@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 
 from meterplane.plan import PlanError, RenderedStack, render_stack
 from meterplane.rollout.waves import StackRelease
+from policies.topics import deployed_partitions
 
 _IMAGE_REPOSITORIES = ("ghcr.io/meterplane/",)
 
@@ -91,26 +94,66 @@ class AutomationStackRunner:
             )
         return auto.create_or_select_stack(stack_name=name, work_dir=str(self.work_dir), opts=opts)
 
+    def _policy_configs(self, stack: Any, work: Path) -> list[str] | None:
+        """One pack config per policy pack, carrying the deployed topic partitions.
+
+        CrossGuard sees only the desired state; the partitions on the cluster now come
+        from the stack's state so ``kafka-partitions-never-decrease`` can compare.
+        """
+        if not self.policy_packs:
+            return None
+        deployment = stack.export_stack().deployment or {}
+        config = pack_config_from_state(deployment)
+        path = work / "policy-pack-config.json"
+        path.write_text(json.dumps(config), encoding="utf-8")
+        return [str(path)] * len(self.policy_packs)
+
     def apply(self, release: StackRelease) -> ApplyResult:
         """Run the update; a failed command becomes ``ok=False`` with its last lines."""
         from pulumi import automation as auto  # noqa: PLC0415
 
         packs = list(self.policy_packs) or None
         try:
-            stack = self._stack(release.stack)
-            if self.preview_only:
-                preview = stack.preview(color="never", on_output=self.on_output, policy_packs=packs)
-                changes = {op: int(n) for op, n in preview.change_summary.items()}
-                return ApplyResult(release.stack, True, f"preview: {_describe(changes)}", changes)
-            result = stack.up(color="never", on_output=self.on_output, policy_packs=packs)
+            with tempfile.TemporaryDirectory(prefix="meterplane-rollout-") as work:
+                return self._apply(release, packs, Path(work))
         except auto.errors.CommandError as exc:
             return ApplyResult(release.stack, False, _tail(str(exc)))
+
+    def _apply(self, release: StackRelease, packs: list[str] | None, work: Path) -> ApplyResult:
+        stack = self._stack(release.stack)
+        configs = self._policy_configs(stack, work)
+        if self.preview_only:
+            preview = stack.preview(
+                color="never",
+                on_output=self.on_output,
+                policy_packs=packs,
+                policy_pack_configs=configs,
+            )
+            changes = {op: int(n) for op, n in preview.change_summary.items()}
+            return ApplyResult(release.stack, True, f"preview: {_describe(changes)}", changes)
+        result = stack.up(
+            color="never",
+            on_output=self.on_output,
+            policy_packs=packs,
+            policy_pack_configs=configs,
+        )
         changes = {op: int(n) for op, n in (result.summary.resource_changes or {}).items()}
         outputs = {k: v.value for k, v in result.outputs.items() if not v.secret}
         ok = result.summary.result == "succeeded"
         return ApplyResult(
             release.stack, ok, f"{result.summary.result}: {_describe(changes)}", changes, outputs
         )
+
+
+def pack_config_from_state(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy-pack config for an update of a stack whose state is ``deployment``.
+
+    ``deployment`` is the ``deployment`` object of ``pulumi stack export`` (resources with
+    ``type`` and ``inputs``); an empty state (a new stack) yields an empty baseline.
+    """
+    resources = deployment.get("resources") or []
+    pairs = ((str(r.get("type")), r.get("inputs") or {}) for r in resources)
+    return {"kafka-partitions-never-decrease": {"deployedPartitions": deployed_partitions(pairs)}}
 
 
 def meterplane_images(rendered: RenderedStack) -> Iterator[tuple[str, str]]:
