@@ -58,7 +58,7 @@ def _background(url: str, rate: int, stop: threading.Event, sent: list[int]) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer probes")
-    parser.add_argument("--rate", type=int, default=2000, help="background events per second")
+    parser.add_argument("--rate", type=int, default=1000, help="background events per second")
     parser.add_argument("--work-dir", help="keep logs and checkpoints here (default: temporary)")
     args = parser.parse_args()
     probes = 40 if args.quick else 150
@@ -142,7 +142,9 @@ def _probe(ingest_url: str, ents_url: str, probes: int, job: engines.ManagedProc
             expected += 1
             while _current(ents) < expected:
                 if time.perf_counter() - acked > 30:
-                    raise SystemExit(f"probe {i} not visible after 30 s; see {job.log_file}")
+                    # Counted as a 30 s sample (the p99 shows it) rather than ending the run.
+                    print(f"probe {i}: not visible after 30 s", file=sys.stderr)
+                    break
                 time.sleep(0.005)
             if i >= 0:
                 latencies.append((time.perf_counter() - acked) * 1000)
