@@ -18,6 +18,11 @@ from components import versions
 from components.k8s import names, pods
 from components.k8s.sizing import APP_SERVICE_CPU, quantity
 
+# Rolling updates: wait for endpoint removal, then the server's graceful drain
+# (uvicorn timeout_graceful_shutdown in meterplane serve/ingest), then a margin.
+PRE_STOP_S = 5
+DRAIN_S = 25
+
 
 @dataclass(frozen=True)
 class AppServiceArgs:
@@ -115,6 +120,10 @@ class AppService(pulumi.ComponentResource):
         container = app_container(
             args.command, args.release, args.environment, args.cpu, args.memory, args.api_keys
         )
+        # On SIGTERM the server stops accepting and drains in-flight batches (25 s). The
+        # Service keeps routing to the pod until the endpoint removal has propagated, so
+        # the pod waits PRE_STOP_S before the signal; the grace period covers both.
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_S}}}
         return k8s.apps.v1.Deployment(
             f"{self._name}-deployment",
             metadata=self._meta,
@@ -140,7 +149,7 @@ class AppService(pulumi.ComponentResource):
                         "automountServiceAccountToken": False,
                         "securityContext": pods.pod_security_context(),
                         "topologySpreadConstraints": pods.zone_spread(selector, hard=args.prod),
-                        "terminationGracePeriodSeconds": 30,
+                        "terminationGracePeriodSeconds": PRE_STOP_S + DRAIN_S + 5,
                         "containers": [container],
                         "volumes": [tmp_volume],
                     },
