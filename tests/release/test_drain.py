@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from components.k8s.services import DRAIN_S
 from tests.release.serving import API_KEY, events_body, serve
 
-# The ingest Deployment's terminationGracePeriodSeconds (components/k8s/services.py).
-POD_GRACE_S = 30
+# What the ingest Deployment allows after its preStop wait (components/k8s/services.py).
+POD_GRACE_S = DRAIN_S
 
 
 def _start_request(port: int, body: bytes) -> socket.socket:
