@@ -5,9 +5,6 @@ tiers), and — the control — not when a cold part is missing."""
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from meterplane.archive.cold import cold_parts
 from meterplane.archive.exporter import Archiver, Unit
 from meterplane.archive.schedule import start_archiver
 from meterplane.archive.stores import FileStore
+from meterplane.cli import main
 from meterplane.commands.rebuild import rebuild
 from meterplane.core.settings import Settings
 from meterplane.plane import EmbeddedPlane
@@ -33,7 +31,10 @@ def _rebuild(seeded: Seeded, store: FileStore) -> tuple[int, str]:
 
 
 def test_scheduled_archive_in_serve_then_rebuild_equals_live(
-    seeded: Seeded, tmp_path: Path
+    seeded: Seeded,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     cold_dir = tmp_path / "cold"
     settings = Settings(
@@ -64,19 +65,13 @@ def test_scheduled_archive_in_serve_then_rebuild_equals_live(
     assert {ident(r) for r in hot} | {ident(r) for r in cold} == seeded.identities
 
     # The command as an operator runs it (settings from the environment).
-    env = {**os.environ, "METERPLANE_ARCHIVE_URL": f"file://{cold_dir}"}
-    env.pop("METERPLANE_ARCHIVE_KMS_KEY", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "meterplane", "rebuild", "--data-dir", str(seeded.data_dir)],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"from {len(seeded.identities)} raw rows" in done.stdout
-    assert "drift in 0" in done.stdout
+    monkeypatch.setenv("METERPLANE_ARCHIVE_URL", f"file://{cold_dir}")
+    monkeypatch.delenv("METERPLANE_ARCHIVE_KMS_KEY", raising=False)
+    status = main(["rebuild", "--data-dir", str(seeded.data_dir)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert f"from {len(seeded.identities)} raw rows" in out
+    assert "drift in 0" in out
 
 
 def test_rows_in_both_tiers_are_counted_once(seeded: Seeded, tmp_path: Path) -> None:
