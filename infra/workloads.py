@@ -97,7 +97,11 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
     migration = SchemaMigration(
         f"{name}-migrate",
         SchemaMigrationArgs(
-            release=release, clickhouse_url=clickhouse.url, labels=labels, wait_for=[clickhouse]
+            release=release,
+            clickhouse_url=clickhouse.url,
+            replicated=sizing.clickhouse_replicas > 1,
+            labels=labels,
+            wait_for=[clickhouse],
         ),
         pulumi.ResourceOptions(
             providers={"kubernetes": provider}, depends_on=[platform, clickhouse]

@@ -40,6 +40,8 @@ class SchemaMigrationArgs:
     release: str
     clickhouse_url: pulumi.Input[str]
     namespace: str = names.METERING_NAMESPACE
+    # A ClickHouse cluster: the database is created Replicated (first creator decides).
+    replicated: bool = False
     backoff_limit: int = 4
     deadline_seconds: int = 1800
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -72,7 +74,7 @@ class SchemaMigration(pulumi.ComponentResource):
             "image": versions.app_image(args.release),
             "imagePullPolicy": "IfNotPresent",
             # ClickHouse may still be starting on a first install: wait for it, then migrate.
-            "args": ["migrate", "--wait", "600"],
+            "args": ["migrate", "--wait", "600", *(["--replicated"] if args.replicated else [])],
             "env": pods.env(
                 {"METERPLANE_CLICKHOUSE_URL": args.clickhouse_url, "METERPLANE_LOG_LEVEL": "INFO"}
             ),

@@ -7,6 +7,7 @@ tags of the workloads (every Meterplane workload on the new tag) and in the migr
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -18,7 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from components.k8s import names
 from meterplane import __version__
+from meterplane.commands import migrate
 from meterplane.plan import RenderedResource, RenderedStack
 from meterplane.plan._engine import PlanSession, run_infra_program
 from meterplane.rollout.runner import meterplane_images
@@ -147,6 +150,15 @@ def test_the_migration_job_runs_before_every_app_workload() -> None:
     for workload in workloads:
         _, deps = recorder.by_name[workload.name]
         assert job_urn in deps, f"{workload.name} does not wait for the migration Job"
+    # The Job runs `meterplane migrate` with arguments the command accepts.
+    (container,) = job.inputs["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "migrate"
+    parser = argparse.ArgumentParser()
+    migrate.add_arguments(parser)
+    parsed = parser.parse_args(container["args"][1:])
+    assert parsed.wait > 0
+    assert parsed.replicated  # prod ClickHouse is a replicated cluster
+    assert {"name": "METERPLANE_CLICKHOUSE_URL", "value": names.CLICKHOUSE_URL} in container["env"]
     # ... and the Job itself waits for ClickHouse.
     _, job_deps = recorder.by_name[job.name]
     (chi,) = rendered.of_type("kubernetes:clickhouse.altinity.com/v1:ClickHouseInstallation")

@@ -17,45 +17,11 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
 
-import pyarrow as pa
-
+from meterplane.clickhouse.engine import ClickHouseEngine
 from meterplane.commands._common import add_data_dir, guarded, settings_from
-from meterplane.core.storage import DATABASE, ChdbEngine, SqlEngine, migrate, to_arrow
-
-
-class ClickHouseServerEngine:
-    """``SqlEngine`` over a ClickHouse server (clickhouse-connect, DSN URL).
-
-    Connects once to create the ``meterplane`` database, then works inside it, as the
-    embedded engine does, so migration files never name the database.
-    """
-
-    def __init__(self, url: str) -> None:
-        import clickhouse_connect  # noqa: PLC0415 - only the production path needs the driver
-
-        bootstrap: Any = clickhouse_connect.get_client(dsn=url)
-        try:
-            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-        finally:
-            bootstrap.close()
-        self._client: Any = clickhouse_connect.get_client(dsn=url, database=DATABASE)
-
-    def execute(self, sql: str) -> None:
-        self._client.command(sql)
-
-    def query_arrow(self, sql: str) -> pa.Table:
-        table: pa.Table = self._client.query_arrow(sql)
-        return table
-
-    def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
-        self._client.insert_arrow(table, to_arrow(columns))
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._client.close()
+from meterplane.core.errors import ConfigError
+from meterplane.core.storage import ChdbEngine, SqlEngine, migrate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,16 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="keep retrying an unreachable server this long (the Job may start first)",
     )
+    parser.add_argument(
+        "--replicated",
+        action="store_true",
+        help="create the database with the Replicated engine (a ClickHouse cluster), so every "
+        "migration reaches every replica",
+    )
     parser.add_argument("--json", action="store_true", help='print {"applied": [...]}')
 
 
-def connect_server(url: str, wait_s: float) -> ClickHouseServerEngine:
+def connect_server(url: str, wait_s: float, *, replicated: bool) -> ClickHouseEngine:
     """Connect, retrying for up to ``wait_s`` while the server is still coming up."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return ClickHouseServerEngine(url)
-        except Exception:  # the driver raises its own errors for refused and reset
+            return ClickHouseEngine(url, replicated=replicated)
+        except ConfigError:  # cannot connect (yet)
             if time.monotonic() >= deadline:
                 raise
             time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
@@ -110,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from(args)
         if settings.clickhouse_url:
             try:
-                server = connect_server(settings.clickhouse_url, args.wait)
-            except Exception as exc:  # unreachable after the wait: one line, exit 1
+                server = connect_server(
+                    settings.clickhouse_url, args.wait, replicated=args.replicated
+                )
+            except ConfigError as exc:  # unreachable after the wait: one line, exit 1
                 print(f"meterplane migrate: clickhouse server: {exc}", file=sys.stderr)
                 return 1
             try:
