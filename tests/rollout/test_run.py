@@ -193,3 +193,17 @@ def test_policy_config_carries_the_deployed_partitions() -> None:
     assert pack_config_from_state({}) == {
         "kafka-partitions-never-decrease": {"deployedPartitions": {}}
     }
+
+
+def test_a_real_run_without_health_urls_refuses_before_touching_any_stack(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("METERPLANE_ROLLOUT_HEALTH_URLS", raising=False)
+    assert main(["rollout", "run", "--ring", "canary", "--health-url", "acme-dev=http://h:1"]) == 2
+    assert "no health URL for initech-prod" in capsys.readouterr().err
+    monkeypatch.setenv("METERPLANE_ROLLOUT_HEALTH_URLS", "[1]")
+    assert main(["rollout", "run", "--ring", "canary"]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
+    monkeypatch.setenv("METERPLANE_ROLLOUT_HEALTH_URLS", '{"acme-dev": "ftp://x"}')
+    assert main(["rollout", "run", "--ring", "canary"]) == 2
+    assert "expected STACK=http(s)://" in capsys.readouterr().err

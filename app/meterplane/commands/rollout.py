@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="STACK=SERVERS",
-        help="measure lag as the consumer group's Kafka lag (production)",
+        help="lag from the consumer group's Kafka lag (production; repeat; or "
+        "METERPLANE_ROLLOUT_KAFKA_BOOTSTRAPS as JSON)",
     )
     gate.add_argument("--consumer-group", default="meterplane-aggregate")
     gate.add_argument("--lag-topic", default="events")
@@ -99,37 +100,52 @@ def _print_plan(waves: list[Wave], as_json: bool) -> None:
         print(f"wave {number}: ring {wave.ring} {wave.name}: {stacks}")
 
 
-def _endpoints(args: argparse.Namespace) -> dict[str, str]:
-    endpoints: dict[str, str] = {}
-    env = os.environ.get("METERPLANE_ROLLOUT_HEALTH_URLS")
-    if env:
-        try:
-            loaded = json.loads(env)
-        except json.JSONDecodeError as exc:
-            raise RolloutError(f"METERPLANE_ROLLOUT_HEALTH_URLS: not JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise RolloutError("METERPLANE_ROLLOUT_HEALTH_URLS: must map stack to URL")
-        endpoints.update(load_endpoints(f"{k}={v}" for k, v in loaded.items()))
-    endpoints.update(load_endpoints(args.health_url))
-    return endpoints
+def _json_mapping(variable: str) -> dict[str, str]:
+    raw = os.environ.get(variable)
+    if not raw:
+        return {}
+    try:
+        loaded = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RolloutError(f"{variable}: not JSON: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise RolloutError(f"{variable}: must be a JSON object mapping stack to value")
+    return {str(k): str(v) for k, v in loaded.items()}
 
 
-def _gate(args: argparse.Namespace) -> Gate:
+def _pairs(flag: str, pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        stack, sep, value = pair.partition("=")
+        if not sep or not stack or not value:
+            raise RolloutError(f"{flag}: expected STACK=VALUE, got {pair!r}")
+        out[stack] = value
+    return out
+
+
+def _gate(args: argparse.Namespace, waves: list[Wave]) -> Gate:
     if args.dry_run:
         return SkippedGate("skipped (dry run)")
     if args.preview_only:
         return SkippedGate("skipped (preview only)")
+    endpoints = _json_mapping("METERPLANE_ROLLOUT_HEALTH_URLS")
+    endpoints.update(_pairs("--health-url", args.health_url))
+    endpoints = load_endpoints(f"{k}={v}" for k, v in endpoints.items())  # validates URLs
+    stacks = [s.stack for w in waves for s in w.stacks]
+    # Refuse before touching anything: a stack without a gate would wait out the timeout.
+    missing = [s for s in stacks if s not in endpoints]
+    if missing:
+        raise RolloutError(
+            f"no health URL for {', '.join(missing)} "
+            "(--health-url STACK=URL or METERPLANE_ROLLOUT_HEALTH_URLS)"
+        )
     lag = None
-    if args.kafka_bootstrap:
-        servers = {}
-        for pair in args.kafka_bootstrap:
-            stack, sep, value = pair.partition("=")
-            if not sep or not value:
-                raise RolloutError(f"--kafka-bootstrap: expected STACK=SERVERS, got {pair!r}")
-            servers[stack] = value
+    servers = _json_mapping("METERPLANE_ROLLOUT_KAFKA_BOOTSTRAPS")
+    servers.update(_pairs("--kafka-bootstrap", args.kafka_bootstrap))
+    if servers:
         lag = KafkaConsumerLag(servers, args.consumer_group, args.lag_topic)
     return HealthGate(
-        HttpHealthProbe(_endpoints(args), lag_source=lag),
+        HttpHealthProbe(endpoints, lag_source=lag),
         Thresholds(max_error_rate=args.max_error_rate, max_lag=args.max_lag),
         GateSettings(args.gate_timeout, args.gate_interval, args.gate_soak),
     )
@@ -163,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
             raise RolloutError("--dry-run and --preview-only exclude each other")
         rollout = Rollout(
             _runner(args),
-            _gate(args),
+            _gate(args, waves),
             on_event=lambda msg: print(msg, file=sys.stderr),
         )
         report = rollout.run(waves)
