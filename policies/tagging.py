@@ -60,7 +60,9 @@ AZURE_UNTAGGED = frozenset(
     {
         "azure-native:authorization:RoleAssignment",
         "azure-native:managedidentity:FederatedIdentityCredential",
+        "azure-native:network:PrivateDnsZoneGroup",
         "azure-native:network:Subnet",
+        "azure-native:storage:BlobServiceProperties",
         "azure-native:storage:BlobContainer",
         "azure-native:storage:ManagementPolicy",
     }
