@@ -74,19 +74,6 @@ def test_broker_round_trip_with_idempotent_acks_all(
         assert len({p for k, _, p in seen if k == key}) == 1
 
 
-def test_broker_keeps_acked_records_across_restart(tmp_path: Path) -> None:
-    broker = engines.KafkaBroker(tmp_path / "kafka")
-    with broker:
-        broker.create_topic("durable", partitions=1)
-        _produce(broker.bootstrap, "durable", [("k", "before-restart")])
-        broker.stop()
-        assert not broker.running
-        broker.start()
-        _produce(broker.bootstrap, "durable", [("k", "after-restart")])
-        seen = _consume_all(broker.bootstrap, "durable", 2)
-    assert [v for _, v, _ in seen] == ["before-restart", "after-restart"]
-
-
 def test_pyflink_local_mode_reads_topic_through_connector(
     kafka_broker: engines.KafkaBroker,
     topic_name: str,
