@@ -93,7 +93,7 @@ class StateCounters(dict[CounterKey, Counter]):
         self._book = book
         self._versions = versions
 
-    def get(self, ck: CounterKey, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, ck: CounterKey, default: Any = None) -> Any:
         if dict.__contains__(self, ck):
             return dict.__getitem__(self, ck)
         raw = self._state.get(_state_key(ck[1], ck[2], ck[3]))
@@ -258,12 +258,26 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="meterplane_flink.job", description=__doc__.splitlines()[0])
-    p.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    p.add_argument(
+        "--bootstrap",
+        default=os.environ.get("METERPLANE_KAFKA_BOOTSTRAP"),
+        help="Kafka bootstrap servers (default: METERPLANE_KAFKA_BOOTSTRAP)",
+    )
     p.add_argument("--events-topic", default="events")
     p.add_argument("--counters-topic", default="counters")
     p.add_argument("--group-id", default="meterplane-aggregate")
-    p.add_argument("--catalog", type=Path, help="catalog file (default: the bundled sample)")
-    p.add_argument("--checkpoint-dir", type=Path, required=True, help="checkpoint storage dir")
+    p.add_argument(
+        "--catalog",
+        type=Path,
+        default=os.environ.get("METERPLANE_CATALOG") or None,
+        help="catalog file (default: METERPLANE_CATALOG, else the bundled sample)",
+    )
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="local mode: checkpoint here and resume from the latest one; without it the "
+        "cluster's configuration (state.checkpoints.dir, HA, upgradeMode) governs",
+    )
     p.add_argument("--checkpoint-interval-ms", type=int, default=1000)
     p.add_argument(
         "--mini-batch-ms", type=int, default=200, help="latency bound of counter publication"
@@ -281,7 +295,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="stop at the topic's current end (tests and backfills)",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.bootstrap:
+        p.error("--bootstrap or METERPLANE_KAFKA_BOOTSTRAP is required")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,26 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     _export_python_path()
     catalog_text = _catalog_text(args.catalog)
     parse_catalog(yaml.safe_load(catalog_text) or {}, "catalog")  # fail fast on a bad file
-    checkpoint_dir: Path = args.checkpoint_dir.resolve()
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     config = Configuration()
     # Thread mode runs the Python operator inside the JVM (pemja): state reads and writes
     # are direct calls instead of Beam round trips to a worker process.
     config.set_string("python.execution-mode", "thread")
-    config.set_string("python.executable", sys.executable)
-    config.set_string("state.backend.type", "hashmap")
-    config.set_string("execution.checkpointing.storage", "filesystem")
-    config.set_string("execution.checkpointing.dir", checkpoint_dir.as_uri())
-    config.set_string("execution.checkpointing.num-retained", "3")
-    config.set_string("restart-strategy.type", "fixed-delay")
-    config.set_string("restart-strategy.fixed-delay.attempts", "2147483647")
-    config.set_string("restart-strategy.fixed-delay.delay", "1 s")
     if args.connector_jar is not None:
         config.set_string("pipeline.jars", args.connector_jar.resolve().as_uri())
-    restore = None if args.no_restore else latest_checkpoint(checkpoint_dir)
-    if restore is not None:
-        config.set_string("execution.state-recovery.path", restore.as_uri())
-        print(f"meterplane_flink: restoring from {restore}", flush=True)
+    if args.checkpoint_dir is not None:
+        _local_mode(config, args.checkpoint_dir.resolve(), restore=not args.no_restore)
 
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(args.parallelism)
@@ -368,6 +373,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _local_mode(config: Configuration, checkpoint_dir: Path, *, restore: bool) -> None:
+    """Local mini-cluster: checkpoints on disk, restarts in-process, resume after a kill.
+
+    What the Flink operator does for a deployment (HA, ``upgradeMode: last-state``) is
+    done here by hand: start from the latest completed checkpoint in ``checkpoint_dir``.
+    """
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    config.set_string("python.executable", sys.executable)
+    config.set_string("state.backend.type", "hashmap")
+    config.set_string("execution.checkpointing.storage", "filesystem")
+    config.set_string("execution.checkpointing.dir", checkpoint_dir.as_uri())
+    config.set_string("execution.checkpointing.num-retained", "3")
+    config.set_string("restart-strategy.type", "fixed-delay")
+    config.set_string("restart-strategy.fixed-delay.attempts", "2147483647")
+    config.set_string("restart-strategy.fixed-delay.delay", "1 s")
+    latest = latest_checkpoint(checkpoint_dir) if restore else None
+    if latest is not None:
+        config.set_string("execution.state-recovery.path", latest.as_uri())
+        print(f"meterplane_flink: restoring from {latest}", flush=True)
+
+
 def _export_python_path() -> None:
     """Let the interpreter that thread mode embeds in the JVM (pemja) import what we do.
 
@@ -392,4 +418,9 @@ def _record_customer(value: str) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as a script (``-pym meterplane_flink.job``, as the Flink operator's PythonDriver
+    # does), this file is ``__main__``; Flink must pickle the operator by reference, so
+    # run the copy imported under its real module name.
+    from meterplane_flink.job import main as _main
+
+    raise SystemExit(_main())

@@ -497,7 +497,7 @@ def flink_job(
     argv = [
         str(ensure_flink_venv()),
         "-m",
-        "meterplane_flink",
+        "meterplane_flink.job",  # as the operator runs it: -pym meterplane_flink.job
         "--bootstrap",
         bootstrap,
         "--events-topic",
