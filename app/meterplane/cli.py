@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rebuild": ("meterplane.commands.rebuild", "recompute counters from raw events; report drift"),
     "ingest": ("meterplane.commands.ingest", "ingest API with Kafka as the durable buffer"),
     "entitlements": ("meterplane.commands.entitlements", "checks from the Kafka counters stream"),
+    "load-clickhouse": ("meterplane.commands.load_clickhouse", "Kafka -> ClickHouse raw events"),
     "archive": ("meterplane.commands.archive", "move old raw events to the cold tier, once"),
     "plan": ("meterplane.commands.plan", "render a customer stack offline (Pulumi mocks)"),
     "policy-check": ("meterplane.commands.policy_check", "run the policy pack over stacks"),

@@ -280,9 +280,17 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--checkpoint-interval-ms", type=int, default=1000)
     p.add_argument(
-        "--mini-batch-ms", type=int, default=200, help="latency bound of counter publication"
+        "--mini-batch-ms",
+        type=int,
+        default=int(os.environ.get("METERPLANE_MINI_BATCH_MS", "200")),
+        help="latency bound of counter publication (default: METERPLANE_MINI_BATCH_MS or 200)",
     )
-    p.add_argument("--dedup-window-s", type=float, default=86_400.0)
+    p.add_argument(
+        "--dedup-window-s",
+        type=float,
+        default=float(os.environ.get("METERPLANE_DEDUP_WINDOW_S", "86400")),
+        help="how long an identity is remembered (default: METERPLANE_DEDUP_WINDOW_S or 24 h)",
+    )
     p.add_argument("--parallelism", type=int, default=1)
     p.add_argument("--connector-jar", type=Path, help="Flink Kafka connector jar (local mode)")
     p.add_argument(

@@ -17,7 +17,8 @@ from meterplane.kafka.counters import CounterStream
 from meterplane.testing import engines
 from tests.engines.traffic import embedded_counters, generate, published_counters
 
-pytestmark = pytest.mark.engines
+# Flink starts take ~15-45 s each on a loaded 2-core machine: allow more than the default.
+pytestmark = [pytest.mark.engines, pytest.mark.timeout(600)]
 
 
 def _end_offsets(bootstrap: str, topic: str, partitions: int) -> list[TopicPartition]:

@@ -33,7 +33,8 @@ from tests.engines.traffic import (
     published_counters,
 )
 
-pytestmark = pytest.mark.engines
+# Flink starts take ~15-45 s each on a loaded 2-core machine: allow more than the default.
+pytestmark = [pytest.mark.engines, pytest.mark.timeout(600)]
 HEADERS = {"X-API-KEY": API_KEY}
 
 
