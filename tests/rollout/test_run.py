@@ -155,7 +155,7 @@ def test_dry_run_renders_the_canary_ring_offline(capsys: pytest.CaptureFixture[s
     assert code == 0, out
     assert [s["stack"] for s in out["stacks"]] == ["acme-dev", "initech-prod"]
     for row in out["stacks"]:
-        assert row["outcome"] == "healthy"
+        assert row["outcome"] == "passed (no gate)"
         assert "resources offline" in row["apply"]
         assert row["health"] == "gate: skipped (dry run)"
 

@@ -313,6 +313,7 @@ class GateResult:
     ok: bool
     checks: tuple[Check, ...]
     waited_s: float
+    gated: bool = True  # False: nothing was watched (dry run, preview)
 
     @property
     def summary(self) -> str:
@@ -383,7 +384,7 @@ class SkippedGate:
 
     def wait(self, stack: str) -> GateResult:
         """Always passes, saying why."""
-        return GateResult(True, (Check("gate", True, self.reason),), 0.0)
+        return GateResult(True, (Check("gate", True, self.reason),), 0.0, gated=False)
 
 
 def load_endpoints(pairs: Iterable[str]) -> dict[str, str]:

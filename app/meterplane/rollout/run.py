@@ -24,6 +24,7 @@ class Outcome(enum.StrEnum):
     """How far one stack got."""
 
     HEALTHY = "healthy"
+    PASSED = "passed (no gate)"
     APPLY_FAILED = "apply failed"
     UNHEALTHY = "unhealthy"
     NOT_STARTED = "not started"
@@ -63,8 +64,9 @@ class RolloutReport:
 
     @property
     def ok(self) -> bool:
-        """True when every stack was applied and passed its gate."""
-        return self.stopped_at is None and all(r.outcome is Outcome.HEALTHY for r in self.rows)
+        """True when every stack was applied and passed its gate (or had none to pass)."""
+        passed = (Outcome.HEALTHY, Outcome.PASSED)
+        return self.stopped_at is None and all(r.outcome in passed for r in self.rows)
 
     def to_json(self) -> dict[str, Any]:
         """``{"ok", "stoppedAt", "stacks": [...]}``."""
@@ -97,11 +99,12 @@ class RolloutReport:
                 for c, w in zip(cells, widths, strict=True)
             ).rstrip()
 
-        verdict = (
-            "rollout complete: every stack healthy"
-            if self.ok
-            else f"rollout STOPPED at {self.stopped_at}"
-        )
+        if not self.ok:
+            verdict = f"rollout STOPPED at {self.stopped_at}"
+        elif any(r.outcome is Outcome.PASSED for r in self.rows):
+            verdict = "rollout complete (not gated: nothing was changed)"
+        else:
+            verdict = "rollout complete: every stack healthy"
         return "\n".join([line(header), *(line(row) for row in body), verdict])
 
 
@@ -144,6 +147,8 @@ class Rollout:
                     verdict = self.gate.wait(release.stack)
                     health = verdict.summary
                     outcome = Outcome.HEALTHY if verdict.ok else Outcome.UNHEALTHY
+                    if verdict.ok and not verdict.gated:
+                        outcome = Outcome.PASSED
                     if not verdict.ok:
                         stopped_at = release.stack
                 self.on_event(f"[{wave.name}] {release.stack}: {outcome.value}")
