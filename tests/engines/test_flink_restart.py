@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -90,23 +89,16 @@ def test_job_killed_mid_stream_restores_checkpoint_without_loss_or_double_count(
             first,
         )
 
-        sent = threading.Event()
-        progress = [0]
-
-        def send_part2() -> None:
-            for kind, body in part2:
-                buffer.append_sync(kind, now_us(), body)
-                progress[0] += 1
-            sent.set()
-
-        sender = threading.Thread(target=send_part2)
-        sender.start()
-        while progress[0] < len(part2) // 2:
-            time.sleep(0.05)
-        time.sleep(0.5)  # let the job count some of part 2 before it dies
+        # Half of part 2 while the job runs, then a crash in the middle of counting it;
+        # the other half arrives while no job is running.
+        mid = len(part2) // 2
+        for kind, body in part2[:mid]:
+            buffer.append_sync(kind, now_us(), body)
+            time.sleep(0.1)
         first.kill()
-        sender.join(timeout=60)
-        assert sent.is_set()
+        for kind, body in part2[mid:]:
+            buffer.append_sync(kind, now_us(), body)
+        assert published_counters(counters) != expected_all
 
         # Remove part 1 from the topic: only the checkpoint still knows it, so the
         # restarted job can only be exact if it resumed from that checkpoint.
@@ -115,8 +107,8 @@ def test_job_killed_mid_stream_restores_checkpoint_without_loss_or_double_count(
             future.result(timeout=30)
 
         second.start()
+        _wait(lambda: "restoring from" in second.output(), 120, "the restore", second)
         _wait(lambda: published_counters(counters) == expected_all, 180, "all counters", second)
-        assert "restoring from" in second.output()
     finally:
         counters.stop()
         first.kill()
