@@ -14,6 +14,7 @@ import pytest
 from meterplane.core.settings import load_settings
 from meterplane.http.app import create_app
 from meterplane.plane import EmbeddedPlane
+from tests import aio
 
 API_KEY = "test-key-0123456789abcdef"
 
@@ -39,11 +40,11 @@ class Api:
 
     def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
         """One request."""
-        return asyncio.run(self._send([(method, url, kw)]))[0]
+        return aio.run(self._send([(method, url, kw)]))[0]
 
     def concurrently(self, requests: list[tuple[str, str, dict[str, Any]]]) -> list[httpx.Response]:
         """Several requests at once, on one event loop."""
-        return asyncio.run(self._send(requests))
+        return aio.run(self._send(requests))
 
     def check(self, customer: str, feature: str, **params: Any) -> dict[str, Any]:
         """A decision as JSON (asserts 200)."""

@@ -18,6 +18,7 @@ from meterplane.http.app import create_app
 from meterplane.kafka.buffer import KafkaBuffer, KafkaBufferConfig
 from meterplane.kafka.records import decode_events_record
 from meterplane.testing import engines
+from tests import aio
 
 pytestmark = pytest.mark.engines
 API_KEY = "engines-test-key-0123456789"
@@ -125,7 +126,7 @@ def test_broker_outage_gives_503_and_nothing_acked_is_lost(tmp_path: Path) -> No
                     assert response.status_code == 202, response.text
 
         try:
-            asyncio.run(scenario())
+            aio.run(scenario())
         finally:
             buffer.close(timeout=5)
         stored = _topic_keys(broker.bootstrap, "events")
@@ -155,7 +156,7 @@ def test_full_local_queue_gives_503_before_producing(
             )
 
     try:
-        response = asyncio.run(scenario())
+        response = aio.run(scenario())
     finally:
         buffer.close(timeout=1)
     assert response.status_code == 503

@@ -4,7 +4,6 @@ unmetered values, several customers (one unknown to the catalog)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from meterplane.http.app import create_app
 from meterplane.kafka.counters import CounterStream
 from meterplane.kafka.records import KIND_EVENTS, KIND_USAGE
 from meterplane.plane import EmbeddedPlane
+from tests import aio
 
 CUSTOMERS = ("c1", "c2", "c3", "c4", "ghost")
 API_KEY = "engines-pipeline-key-0123456789"
@@ -200,7 +200,7 @@ def embedded_counters(
                 response = await client.post(path, content=body, headers=HEADERS)
                 assert response.status_code == 202, response.text
 
-    asyncio.run(send())
+    aio.run(send())
     plane.aggregator.drain()
     return {ck: v for ck, _, v in plane.aggregator.book.items()}, plane
 
