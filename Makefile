@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint fmt unit engines engines-setup objectstores-setup bench clean
+.PHONY: setup demo test test-automation lint fmt unit engines engines-setup objectstores-setup bench clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
@@ -37,6 +37,11 @@ engines-setup: setup
 # Azurite (npm) and fake-gcs-server (Go module proxy), pinned, cached in .cache/objectstores/.
 objectstores-setup: setup
 	$(BIN)/python -m meterplane.testing.objectstores setup
+
+# The Automation API against a real Pulumi CLI, built from the Go module proxy on first use
+# (about 40 minutes here, cached in .cache/bin): too slow for `make test`.
+test-automation: setup
+	METERPLANE_PULUMI_CLI_TESTS=1 $(BIN)/pytest -m pulumi_cli tests/rollout $(PYTEST_ARGS)
 
 unit: setup
 	$(BIN)/pytest -m "not engines" $(PYTEST_ARGS)

@@ -85,6 +85,7 @@ FLEET = [
 
 
 @pytest.mark.slow
+@pytest.mark.pulumi_cli
 def test_rollout_applies_gates_and_stops_the_line_with_the_real_cli(
     pulumi_env: dict[str, str], plane_url: str
 ) -> None:
@@ -116,6 +117,7 @@ def test_rollout_applies_gates_and_stops_the_line_with_the_real_cli(
 
 
 @pytest.mark.slow
+@pytest.mark.pulumi_cli
 def test_preview_only_changes_nothing(pulumi_env: dict[str, str]) -> None:
     fresh = StackRelease("p1", "canary", "2.0.0")
     result = runner(pulumi_env, preview_only=True).apply(fresh)
