@@ -1,9 +1,10 @@
 """The sync agent in ``shared``: the data plane's only path to the vendor.
 
 Its NetworkPolicy admits no ingress at all (the agent opens every connection, DESIGN.md 6)
-and allows egress only to cluster DNS and the control plane's published address ranges
-on its HTTPS port. One replica with ``Recreate``: the change cursor and the outbox live on
-its volume, and two agents would send the same rollups twice.
+and allows egress only to cluster DNS, the control plane's published address ranges on its
+HTTPS port, and (inside the cluster) ClickHouse, whose counters the rollups are built
+from. One replica with ``Recreate``: the change cursor and the outbox live on its volume,
+and two agents would send the same rollups twice.
 """
 
 from __future__ import annotations
@@ -42,13 +43,34 @@ class SyncAgentArgs:
             raise ValueError("SyncAgentArgs.egress_cidrs must name the control plane's ranges")
 
 
+# Name of the Secret (key "token") holding the environment's bearer credential; not a secret.
+CONTROL_PLANE_SECRET = "meterplane-control-plane"  # noqa: S105
+
+
 def egress_rules(cidrs: tuple[IPv4Network, ...], port: int) -> list[dict[str, Any]]:
-    """DNS to kube-dns, and HTTPS to the control plane's ranges: nothing else."""
+    """DNS to kube-dns, HTTPS to the control plane's ranges, and, inside the cluster only,
+    ClickHouse's HTTP port: the agent builds rollups from the ``counters`` table. Nothing
+    else, and nothing else outside the cluster."""
     return [
         dns_rule(),
         {
             "to": [{"ipBlock": {"cidr": str(cidr)}} for cidr in cidrs],
             "ports": [{"protocol": "TCP", "port": port}],
+        },
+        {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": names.METERING_NAMESPACE}
+                    },
+                    "podSelector": {
+                        "matchLabels": {
+                            "clickhouse.altinity.com/chi": names.CLICKHOUSE_INSTALLATION
+                        }
+                    },
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": 8123}],
         },
     ]
 
@@ -95,6 +117,7 @@ class SyncAgent(pulumi.ComponentResource):
             "METERPLANE_CONTROL_PLANE_URL": args.control_plane_url,
             "METERPLANE_CONTROL_PLANE_ENVIRONMENT": args.environment_id,
             "METERPLANE_DATA_DIR": f"{STATE_MOUNT}/state",
+            "METERPLANE_CLICKHOUSE_URL": names.CLICKHOUSE_URL,
         }
         if args.local_customer_data:
             # Catalog and subscriptions pushed by the control plane, materialized locally.
@@ -120,6 +143,13 @@ class SyncAgent(pulumi.ComponentResource):
             api_keys=False,
         )
         container["volumeMounts"] = [*container["volumeMounts"], *mounts]
+        container["env"] = [
+            *container["env"],
+            {
+                "name": "METERPLANE_CONTROL_PLANE_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": CONTROL_PLANE_SECRET, "key": "token"}},
+            },
+        ]
         tmp_volume, _ = pods.scratch_volume()
         k8s.apps.v1.Deployment(
             f"{self._name}-deployment",

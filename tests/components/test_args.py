@@ -99,13 +99,15 @@ def test_bad_arguments_are_refused(factory: Any, message: str) -> None:
         factory()
 
 
-def test_egress_rules_allow_dns_and_the_control_plane_only() -> None:
+def test_egress_rules_allow_dns_the_control_plane_and_in_cluster_clickhouse_only() -> None:
     rules = egress_rules((IPv4Network("198.51.100.0/24"),), 8443)
     assert [r["ports"] for r in rules] == [
         [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
         [{"protocol": "TCP", "port": 8443}],
+        [{"protocol": "TCP", "port": 8123}],
     ]
     assert rules[1]["to"] == [{"ipBlock": {"cidr": "198.51.100.0/24"}}]
+    assert all("ipBlock" not in peer for peer in rules[2]["to"])  # selectors: in-cluster only
 
 
 def test_images_are_tagged_with_the_release() -> None:

@@ -181,7 +181,7 @@ def test_sync_agent_network_policy_denies_ingress_and_limits_egress(stack: Rende
         )
         assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
         assert spec.get("ingress", []) == []
-        dns, control_plane = spec["egress"]
+        dns, control_plane, clickhouse = spec["egress"]
         assert {p["port"] for p in dns["ports"]} == {53.0}
         assert dns["to"] == [
             {
@@ -195,7 +195,19 @@ def test_sync_agent_network_policy_denies_ingress_and_limits_egress(stack: Rende
             str(c) for c in cfg.control_plane.egress_cidrs
         ]
         assert control_plane["ports"] == [{"protocol": "TCP", "port": 443.0}]
-        assert len(spec["egress"]) == 2
+        # The only other peer is in-cluster: ClickHouse's pods in metering, HTTP port only.
+        assert clickhouse["to"] == [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "metering"}},
+                "podSelector": {"matchLabels": {"clickhouse.altinity.com/chi": "meterplane"}},
+            }
+        ]
+        assert clickhouse["ports"] == [{"protocol": "TCP", "port": 8123.0}]
+        env = {
+            e["name"]: e for e in agent.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["METERPLANE_CLICKHOUSE_URL"]["value"].startswith("http://clickhouse-")
+        assert env["METERPLANE_CONTROL_PLANE_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "token"
 
     return check(stack.program.workloads.sync_agent.network_policy.id).apply(verify)
 
