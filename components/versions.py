@@ -27,8 +27,9 @@ CERT_MANAGER = HelmChart(
 STRIMZI = HelmChart(chart="oci://quay.io/strimzi-helm/strimzi-kafka-operator", version="1.0.0")
 FLINK_OPERATOR = HelmChart(
     chart="flink-kubernetes-operator",
-    version="1.13.0",
-    repository="https://downloads.apache.org/flink/flink-kubernetes-operator-1.13.0/",
+    # 1.15 supports Flink 2.2 (the version the job and its image are built and tested on).
+    version="1.15.0",
+    repository="https://downloads.apache.org/flink/flink-kubernetes-operator-1.15.0/",
 )
 CLICKHOUSE_OPERATOR = HelmChart(
     chart="altinity-clickhouse-operator", version="0.25.5", repository="https://helm.altinity.com"
@@ -42,9 +43,11 @@ CLICKHOUSE_KEEPER_API = "clickhouse-keeper.altinity.com/v1"
 
 # --- engine versions run by the operators ---------------------------------------------
 KAFKA_VERSION = "4.1.0"
-FLINK_VERSION = "1.20.3"
+# Must equal the PyFlink pin of app/meterplane_flink/requirements.txt and the Flink-job
+# image's base (docker/Dockerfile.flink-job): tests/release checks all three agree.
+FLINK_VERSION = "2.2.1"
 # The FlinkDeployment ``flinkVersion`` enum spells the minor version this way.
-FLINK_VERSION_ENUM = "v1_20"
+FLINK_VERSION_ENUM = "v2_2"
 CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:25.8.10.7"
 CLICKHOUSE_KEEPER_IMAGE = "clickhouse/clickhouse-keeper:25.8.10.7"
 

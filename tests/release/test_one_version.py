@@ -40,3 +40,16 @@ def test_main_workflow_tags_images_from_the_same_place() -> None:
     assert "from meterplane import __version__" in workflow
     assert "versions.app_image(__version__)" in workflow
     assert "versions.flink_job_image(__version__)" in workflow
+
+
+def test_flink_version_agrees_across_deployment_job_and_image() -> None:
+    """The FlinkDeployment, the PyFlink pin and the job image's base are one Flink."""
+    root = REPO
+    pins = (root / "app/meterplane_flink/requirements.txt").read_text()
+    assert f"apache-flink=={versions.FLINK_VERSION}\n" in pins
+    dockerfile = (root / "docker/Dockerfile.flink-job").read_text()
+    bases = [ln.split()[1] for ln in dockerfile.splitlines() if ln.startswith("FROM flink:")]
+    assert bases
+    assert all(b.startswith(f"flink:{versions.FLINK_VERSION}-") for b in bases)
+    major, minor, _ = versions.FLINK_VERSION.split(".")
+    assert f"v{major}_{minor}" == versions.FLINK_VERSION_ENUM
