@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from meterplane.core.settings import load_settings
-from meterplane.http.app import create_app
+from meterplane.http.app import asgi, create_app
 from meterplane.plane import EmbeddedPlane
 from tests import aio
 
@@ -27,7 +27,7 @@ class Api:
         self.app = create_app(plane.buffer, plane.decider, (API_KEY,), max_body_bytes=4_000_000)
 
     def _client(self) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=self.app)
+        transport = httpx.ASGITransport(app=asgi(self.app))
         return httpx.AsyncClient(
             transport=transport, base_url="http://plane", headers={"X-API-KEY": API_KEY}
         )

@@ -134,6 +134,7 @@ class Aggregator:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.checkpoint_rows = checkpoint_rows
         self.pos = 0
+        self._checkpointed = -1  # nothing written yet: the first checkpoint always writes
         self.seen: dict[tuple[str, str], int] = {}
         self._rows: dict[str, list[Any]] = {c: [] for c in _ROW_COLUMNS}
         self._last_checkpoint = time.monotonic()
@@ -287,6 +288,9 @@ class Aggregator:
 
     def checkpoint(self) -> None:
         """Store rows, then counters, then the position; then release the log."""
+        if self.pos == self._checkpointed and not self._rows["log_pos"] and not self.book.dirty:
+            self._last_checkpoint = time.monotonic()
+            return  # nothing new: no write, no fsync, no pause for the request path
         with metrics.CHECKPOINT_SECONDS.time():
             if self._rows["log_pos"]:
                 self.engine.insert("events", self._rows)
@@ -295,6 +299,7 @@ class Aggregator:
                 dirty, self.book.dirty = self.book.dirty, set()
                 self.engine.insert("counters", counter_rows(self.book, dirty, self.pos))
             write_checkpoint(self.state_dir, Checkpoint(self.pos, self.book.snapshot()))
+            self._checkpointed = self.pos
             self.log.release(self.pos)
             self._evict_seen()
         self._last_checkpoint = time.monotonic()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 from pathlib import Path
-
-import uvicorn
 
 from meterplane.archive.schedule import start_archiver
 from meterplane.commands._common import (
@@ -18,6 +17,7 @@ from meterplane.commands._common import (
 )
 from meterplane.core.settings import Settings
 from meterplane.http.app import create_app
+from meterplane.http.server import run_http
 from meterplane.plane import EmbeddedPlane
 from meterplane.sync.embedded import initial_catalog, start_embedded_sync
 
@@ -51,14 +51,11 @@ def serve(settings: Settings) -> int:
         # and the aggregator can checkpoint before the process exits.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
-        uvicorn.run(
-            app,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-            timeout_graceful_shutdown=25,
-        )
+        # Everything built so far (catalog, recovered counters, the dedup set) lives as long
+        # as the process: keep the cyclic GC from walking it again and again, which shows
+        # up as pauses of milliseconds in check latency.
+        gc.freeze()
+        run_http(app, settings)
     finally:
         if archiver is not None:
             archiver.stop()

@@ -305,5 +305,12 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(FastCheck, decider=decider, auth=auth)
+    # The outermost layer (see ``asgi``): the hot check skips Starlette's whole stack.
+    app.state.fast_check = FastCheck(app, decider, auth)
     return app
+
+
+def asgi(app: FastAPI) -> FastCheck:
+    """What to serve: the app behind its check fast path (``create_app`` builds both)."""
+    fast: FastCheck = app.state.fast_check
+    return fast

@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from meterplane.core.catalog import load_catalog
 from meterplane.core.errors import BufferUnavailable, ConfigError
 from meterplane.core.settings import Settings
 from meterplane.entitlements.decide import Decider
 from meterplane.http.app import create_app
+from meterplane.http.server import run_http
 from meterplane.kafka.buffer import KafkaBuffer, KafkaBufferConfig
 from meterplane.kafka.counters import CounterStream
 
@@ -96,14 +95,7 @@ def run_service(settings: Settings, args: argparse.Namespace, *, ingest: bool) -
             lateness_days=settings.lateness_days,
             ready=ready,
         )
-        uvicorn.run(
-            app,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-            timeout_graceful_shutdown=25,
-        )
+        run_http(app, settings)
     finally:
         if isinstance(buffer, KafkaBuffer):
             buffer.close()
