@@ -28,24 +28,13 @@ from meterplane.core import metrics
 from meterplane.core.catalog import Catalog
 from meterplane.core.counters import CounterBook, Outcome
 from meterplane.core.model import EventBatch, UsageBatch
-from meterplane.core.storage import SqlEngine
+from meterplane.core.storage import COUNTER_COLUMNS, EVENT_COLUMNS, SqlEngine
 from meterplane.core.timeutil import US_PER_S, now_us, to_us
 from meterplane.ingest.buffer import KIND_EVENTS, Frame, LocalLog
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.msgpack"
 _encode = msgspec.json.Encoder().encode
-_ROW_COLUMNS = (
-    "customer_id",
-    "idempotency_key",
-    "kind",
-    "name",
-    "timestamp",
-    "ingested_at",
-    "resource_id",
-    "payload",
-    "log_pos",
-)
 
 
 class Checkpoint(msgspec.Struct):
@@ -84,19 +73,7 @@ def read_checkpoint(state_dir: Path) -> Checkpoint | None:
 
 def counter_rows(book: CounterBook, keys: Any, version: int) -> dict[str, list[Any]]:
     """Column-wise rows of the ``counters`` table for the given counter keys."""
-    cols: dict[str, list[Any]] = {
-        n: []
-        for n in (
-            "customer_id",
-            "feature_id",
-            "period_start",
-            "resource_id",
-            "period_end",
-            "value",
-            "updated_at",
-            "version",
-        )
-    }
+    cols: dict[str, list[Any]] = {n: [] for n in COUNTER_COLUMNS}
     t = now_us()
     for ck in keys:
         customer, feature, start, resource = ck
@@ -136,7 +113,7 @@ class Aggregator:
         self.pos = 0
         self._checkpointed = -1  # nothing written yet: the first checkpoint always writes
         self.seen: dict[tuple[str, str], int] = {}
-        self._rows: dict[str, list[Any]] = {c: [] for c in _ROW_COLUMNS}
+        self._rows: dict[str, list[Any]] = {c: [] for c in EVENT_COLUMNS}
         self._last_checkpoint = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -294,7 +271,7 @@ class Aggregator:
         with metrics.CHECKPOINT_SECONDS.time():
             if self._rows["log_pos"]:
                 self.engine.insert("events", self._rows)
-                self._rows = {c: [] for c in _ROW_COLUMNS}
+                self._rows = {c: [] for c in EVENT_COLUMNS}
             if self.book.dirty:
                 dirty, self.book.dirty = self.book.dirty, set()
                 self.engine.insert("counters", counter_rows(self.book, dirty, self.pos))

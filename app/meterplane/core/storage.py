@@ -23,6 +23,30 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DATABASE = "meterplane"
 
 
+# Column lists of the tables above, in insert order: every writer uses these.
+EVENT_COLUMNS = (
+    "customer_id",
+    "idempotency_key",
+    "kind",
+    "name",
+    "timestamp",
+    "ingested_at",
+    "resource_id",
+    "payload",
+    "log_pos",
+)
+COUNTER_COLUMNS = (
+    "customer_id",
+    "feature_id",
+    "period_start",
+    "resource_id",
+    "period_end",
+    "value",
+    "updated_at",
+    "version",
+)
+
+
 class SqlEngine(Protocol):
     """What storage needs from a ClickHouse engine."""
 

@@ -23,7 +23,7 @@ import msgspec
 from confluent_kafka import Consumer, KafkaError, Message
 
 from meterplane.core.model import Event, Usage
-from meterplane.core.storage import SqlEngine
+from meterplane.core.storage import COUNTER_COLUMNS, EVENT_COLUMNS, SqlEngine
 from meterplane.core.timeutil import to_us
 from meterplane.kafka.records import (
     KIND_EVENTS,
@@ -35,27 +35,6 @@ from meterplane.kafka.records import (
 log = logging.getLogger(__name__)
 _decode_event = msgspec.json.Decoder(Event).decode
 _decode_usage = msgspec.json.Decoder(Usage).decode
-EVENT_COLUMNS = (
-    "customer_id",
-    "idempotency_key",
-    "kind",
-    "name",
-    "timestamp",
-    "ingested_at",
-    "resource_id",
-    "payload",
-    "log_pos",
-)
-COUNTER_COLUMNS = (
-    "customer_id",
-    "feature_id",
-    "period_start",
-    "resource_id",
-    "period_end",
-    "value",
-    "updated_at",
-    "version",
-)
 
 
 class ClickHouseLoader:
