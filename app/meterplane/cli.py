@@ -26,6 +26,10 @@ class _Command(Protocol):
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("meterplane.commands.serve", "run the whole data plane in one process"),
     "demo": ("meterplane.commands.demo", "start an embedded plane, drive traffic, print results"),
+    "aggregate": (
+        "meterplane.commands.aggregate",
+        "the aggregation job (PyFlink) in its own interpreter",
+    ),
     "rebuild": ("meterplane.commands.rebuild", "recompute counters from raw events; report drift"),
     "ingest": ("meterplane.commands.ingest", "ingest API with Kafka as the durable buffer"),
     "entitlements": ("meterplane.commands.entitlements", "checks from the Kafka counters stream"),
