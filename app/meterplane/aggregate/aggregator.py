@@ -15,7 +15,6 @@ once, whatever instant the process died at.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ import msgspec
 from meterplane.core import metrics
 from meterplane.core.catalog import Catalog
 from meterplane.core.counters import CounterBook, Outcome
+from meterplane.core.files import write_atomic
 from meterplane.core.model import EventBatch, UsageBatch
 from meterplane.core.storage import COUNTER_COLUMNS, EVENT_COLUMNS, SqlEngine
 from meterplane.core.timeutil import US_PER_S, now_us, to_us
@@ -47,20 +47,7 @@ class Checkpoint(msgspec.Struct):
 
 def write_checkpoint(state_dir: Path, cp: Checkpoint) -> None:
     """Replace the checkpoint atomically (write, fsync, rename, fsync the directory)."""
-    tmp = state_dir / (CHECKPOINT_FILE + ".tmp")
-    data = msgspec.msgpack.encode(cp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, state_dir / CHECKPOINT_FILE)
-    dir_fd = os.open(state_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(state_dir / CHECKPOINT_FILE, msgspec.msgpack.encode(cp))
 
 
 def read_checkpoint(state_dir: Path) -> Checkpoint | None:

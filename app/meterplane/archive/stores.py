@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from meterplane.archive.errors import KeyUnusable, StoreUnavailable
 from meterplane.core.errors import ConfigError
+from meterplane.core.files import write_atomic
 from meterplane.core.settings import Settings
 
 T = TypeVar("T")
@@ -85,23 +86,9 @@ class FileStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self.root / key
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Write, fsync, rename, fsync the directory: a crash leaves the old object or
-            # the new one, never a torn file under the final name.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            # A crash leaves the old object or the new one, never a torn file under the key.
+            write_atomic(path, data)
         except OSError as err:
             raise StoreUnavailable(f"{self.url}/{key}: {err.strerror}") from None
 

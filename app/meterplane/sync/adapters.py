@@ -13,7 +13,6 @@ Targets of the synced catalog and governance:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +22,7 @@ import yaml
 
 from meterplane.core.catalog import Catalog
 from meterplane.core.counters import CounterBook, Number
+from meterplane.core.files import write_atomic
 from meterplane.plane import CatalogHolder
 
 
@@ -161,25 +161,6 @@ class EmbeddedTarget:
             self._auth.set_keys(keys)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` so that a reader sees the old or the new file, never a mixture, and
-    the new one survives a crash once this returns (write, fsync, rename, fsync dir)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class FileTarget:
     """Files on a shared volume: ``catalog.yaml`` (load it with ``METERPLANE_CATALOG``) and
     ``governance.json`` (ingest keys; owner-readable only) in the same directory."""
@@ -190,7 +171,7 @@ class FileTarget:
 
     def put_catalog(self, catalog: Catalog, doc: dict[str, Any]) -> None:
         text = yaml.safe_dump(doc, sort_keys=False)
-        write_atomic(self.catalog_path, text.encode())
+        write_atomic(self.catalog_path, text.encode(), mode=0o644)
 
     def put_api_keys(self, keys: tuple[str, ...]) -> None:
         body = json.dumps({"apiKeys": list(keys)}, indent=2).encode()
