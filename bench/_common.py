@@ -49,6 +49,14 @@ def serve(data_dir: Path, **env: str) -> Iterator[tuple[str, str]]:
         yield plane.base_url, plane.api_key
 
 
+def acked_events_per_s(res: dict[str, Any], batches: int, batch_size: int = 1000) -> float:
+    """Events acked per second from a ``loadgen post`` result; every batch must be a 202."""
+    ok = int(res["statuses"].get("202", 0))
+    if ok != batches:
+        raise SystemExit(f"only {ok}/{batches} batches acked: {res}")
+    return ok * batch_size / float(res["seconds"])
+
+
 def pct(values: Sequence[float], q: float) -> float:
     """The q-quantile (nearest rank) of ``values``."""
     s = sorted(values)
