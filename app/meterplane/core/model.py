@@ -104,10 +104,6 @@ def _split_msgspec_error(err: Exception) -> tuple[str, str]:
     return path, message
 
 
-_EVENT_FIELDS = frozenset(Event.__struct_fields__)
-_USAGE_FIELDS = frozenset(Usage.__struct_fields__)
-
-
 def _decode_body(body: bytes, raw_type: type[Any]) -> Any:
     try:
         return msgspec.json.decode(body, type=raw_type)
@@ -233,8 +229,3 @@ def decode_events(body: bytes, received_us: int, window: TimeWindow) -> list[Eve
 def decode_usages(body: bytes, received_us: int, window: TimeWindow) -> list[Usage]:
     """Decode and validate a usage batch (the same rules as events)."""
     return _decode_batch(body, UsageBatch, _RawUsages, Usage, "usages", received_us, window)
-
-
-def is_event_field(name: str) -> bool:
-    """Whether ``name`` is a field of an individual event (used by the raw-field guard)."""
-    return name in _EVENT_FIELDS or name in _USAGE_FIELDS
