@@ -135,3 +135,65 @@ def test_list_gives_every_feature() -> None:
     decider, _ = _decider()
     listed = decider.list("acme")
     assert {d.featureId for d in listed} == set(load_catalog().features)
+
+
+def test_terms_are_reread_when_the_clock_crosses_a_boundary() -> None:
+    """One decider, a clock that moves: every boundary the cached terms depend on is seen."""
+    data: dict[str, Any] = {
+        "features": [{"id": "calls", "type": "METERED", "meter": {"eventName": "api_call"}}],
+        "plans": [{"id": "p", "entitlements": {"calls": {"usageLimit": 10, "resetPeriod": "DAY"}}}],
+        "customers": [
+            {
+                "id": "c",
+                "subscription": {
+                    "planId": "p",
+                    "startDate": "2026-11-20T00:00:00Z",
+                    "endDate": "2026-11-23T00:00:00Z",
+                },
+                "credits": [
+                    {
+                        "featureId": "calls",
+                        "amount": 5,
+                        "validFrom": "2026-11-21T06:00:00Z",
+                        "validUntil": "2026-11-21T18:00:00Z",
+                    }
+                ],
+            }
+        ],
+    }
+    catalog = parse_catalog(data)
+    book = CounterBook(catalog)
+    clock = [to_us(datetime(2026, 11, 19, 23, 0, tzinfo=UTC))]
+    decider = Decider(lambda: catalog, book, clock=lambda: clock[0])
+
+    def at(hour: int, day: int = 21) -> Any:
+        clock[0] = to_us(datetime(2026, 11, day, hour, 0, tzinfo=UTC))
+        return decider.check("c", "calls")
+
+    assert decider.check("c", "calls").accessDeniedReason == "NoActiveSubscription"
+    _count(book, "c", 12, ts=to_us(datetime(2026, 11, 21, 1, 0, tzinfo=UTC)))
+    d = at(1, day=20)
+    assert (d.isGranted, d.currentUsage, d.usagePeriodStart) == (True, 0, "2026-11-20T00:00:00Z")
+    d = at(5)  # the day's counter, before the credit
+    assert (d.isGranted, d.currentUsage, d.usageLimit) == (False, 12, 10)
+    d = at(6)  # the credit starts
+    assert (d.isGranted, d.usageLimit) == (True, 15)
+    d = at(18)  # and ends
+    assert (d.isGranted, d.usageLimit) == (False, 10)
+    d = at(0, day=22)  # a new day, a new period
+    assert (d.isGranted, d.currentUsage, d.usagePeriodStart) == (True, 0, "2026-11-22T00:00:00Z")
+    assert at(0, day=23).accessDeniedReason == "NoActiveSubscription"  # the subscription ended
+
+
+def test_a_new_catalog_replaces_the_cached_terms() -> None:
+    catalog = load_catalog()
+    holder = [catalog]
+    decider = Decider(lambda: holder[0], CounterBook(catalog), clock=lambda: NOW)
+    assert decider.check("acme", "audit-log").accessDeniedReason == (
+        "NoFeatureEntitlementInSubscription"
+    )
+    doc = catalog.doc.model_dump(mode="json")
+    acme = next(c for c in doc["customers"] if c["id"] == "acme")
+    acme["subscription"]["addons"].append("audit")
+    holder[0] = parse_catalog(doc)
+    assert decider.check("acme", "audit-log").isGranted

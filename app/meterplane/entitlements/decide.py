@@ -61,8 +61,96 @@ def _num(v: float | None) -> Number | None:
     return int(v) if float(v).is_integer() else v
 
 
+_FOREVER = 1 << 62  # later than any instant a catalog can name
+_DENY, _BOOLEAN, _NUMERIC, _METERED = range(4)
+
+
+class _Terms(msgspec.Struct, array_like=True, gc=False):
+    """Everything a decision takes from the catalog for one (customer, feature), valid for
+    ``valid_from <= now < valid_until``: within that interval no subscription date, credit
+    grant window or usage period starts or ends, so only the counter and the request vary."""
+
+    valid_from: int
+    valid_until: int
+    kind: int
+    reason: DeniedReason | None = None
+    limit: float | None = None
+    limit_out: Number | None = None
+    reset: str | None = None
+    anchor: str | None = None
+    start: int = 0
+    start_iso: str | None = None
+    end_iso: str | None = None
+
+
+def _window(now: int, edges: list[int]) -> tuple[int, int]:
+    """The interval around ``now`` that none of ``edges`` falls strictly inside."""
+    before = [e for e in edges if e <= now]
+    after = [e for e in edges if e > now]
+    return max(before, default=-_FOREVER), min(after, default=_FOREVER)
+
+
+def _terms(catalog: Catalog, customer_id: str, feature_id: str, now: int) -> _Terms:
+    """The slow path: read the catalog for one (customer, feature) at ``now``."""
+    customer = catalog.customers.get(customer_id)
+    if customer is None:
+        return _Terms(-_FOREVER, _FOREVER, _DENY, "CustomerNotFound")
+    feature = catalog.features.get(feature_id)
+    if feature is None:
+        return _Terms(-_FOREVER, _FOREVER, _DENY, "FeatureNotFound")
+    sub = customer.subscription
+    if sub is None or sub.status not in _GRANTING:
+        return _Terms(-_FOREVER, _FOREVER, _DENY, "NoActiveSubscription")
+    edges = [to_us(sub.startDate)]
+    if sub.endDate is not None:
+        edges.append(to_us(sub.endDate))
+    if edges[0] > now or (sub.endDate is not None and edges[1] <= now):
+        return _Terms(*_window(now, edges), _DENY, "NoActiveSubscription")
+    ent = catalog.resolved(customer_id, feature_id)
+    if ent is None:
+        return _Terms(*_window(now, edges), _DENY, "NoFeatureEntitlementInSubscription")
+    anchor = iso(ent.anchor_us)
+    if feature.type is FeatureType.BOOLEAN:
+        return _Terms(*_window(now, edges), _BOOLEAN, anchor=anchor)
+    limit = ent.usage_limit
+    if limit is not None:
+        for g in customer.credits:
+            if g.featureId != feature_id:
+                continue
+            valid_from = to_us(g.validFrom)
+            valid_until = None if g.validUntil is None else to_us(g.validUntil)
+            edges.append(valid_from)
+            if valid_until is not None:
+                edges.append(valid_until)
+            if valid_from <= now and (valid_until is None or now < valid_until):
+                limit += g.amount
+    if feature.type is FeatureType.NUMERIC:
+        return _Terms(*_window(now, edges), _NUMERIC, None, limit, _num(limit), anchor=anchor)
+    start, end = period_bounds(ent.reset_period, ent.anchor_us, now)
+    edges.append(start)
+    if end is not None:
+        edges.append(end)
+    return _Terms(
+        *_window(now, edges),
+        _METERED,
+        None,
+        limit,
+        _num(limit),
+        None if ent.reset_period is None else ent.reset_period.value,
+        anchor,
+        start,
+        iso(start) if ent.reset_period is not None else None,
+        iso(end),
+    )
+
+
 class Decider:
-    """Answers checks from the current catalog and counters."""
+    """Answers checks from the current catalog and counters.
+
+    What the catalog says about a (customer, feature) is read once into ``_Terms`` and
+    reused until the catalog object changes or the clock leaves the interval those terms
+    hold for; a check is then two dict lookups, one comparison and the answer's object.
+    """
 
     def __init__(
         self,
@@ -75,6 +163,8 @@ class Decider:
         self._book = book
         self._clock = clock
         self._fallback = fallback
+        self._terms: dict[tuple[str, str], _Terms] = {}
+        self._terms_of: Catalog | None = None
 
     def check(
         self,
@@ -86,30 +176,20 @@ class Decider:
         """One decision; ``requested`` defaults to 1 as in DESIGN.md section 4."""
         catalog = self._catalog()
         now = self._clock()
+        if catalog is not self._terms_of:
+            self._terms, self._terms_of = {}, catalog
+        t = self._terms.get((customer_id, feature_id))
+        if t is None or not t.valid_from <= now < t.valid_until:
+            t = _terms(catalog, customer_id, feature_id, now)
+            if len(self._terms) >= 100_000:  # ids come from requests: bound the memory
+                self._terms.clear()
+            self._terms[customer_id, feature_id] = t
         fallback = self._fallback()
-
-        def deny(reason: DeniedReason) -> Decision:
+        kind = t.kind
+        if kind == _DENY:
+            reason = t.reason
             return Decision(customer_id, feature_id, False, reason, requested, isFallback=fallback)
-
-        customer = catalog.customers.get(customer_id)
-        if customer is None:
-            return deny("CustomerNotFound")
-        feature = catalog.features.get(feature_id)
-        if feature is None:
-            return deny("FeatureNotFound")
-        sub = customer.subscription
-        if (
-            sub is None
-            or sub.status not in _GRANTING
-            or to_us(sub.startDate) > now
-            or (sub.endDate is not None and to_us(sub.endDate) <= now)
-        ):
-            return deny("NoActiveSubscription")
-        ent = catalog.resolved(customer_id, feature_id)
-        if ent is None:
-            return deny("NoFeatureEntitlementInSubscription")
-        anchor = iso(ent.anchor_us)
-        if feature.type is FeatureType.BOOLEAN:
+        if kind == _BOOLEAN:
             return Decision(
                 customer_id,
                 feature_id,
@@ -117,19 +197,11 @@ class Decider:
                 None,
                 requested,
                 hasUnlimitedUsage=True,
-                usagePeriodAnchor=anchor,
+                usagePeriodAnchor=t.anchor,
                 isFallback=fallback,
             )
-        limit = ent.usage_limit
-        if limit is not None:
-            for g in customer.credits:
-                if (
-                    g.featureId == feature_id
-                    and to_us(g.validFrom) <= now
-                    and (g.validUntil is None or now < to_us(g.validUntil))
-                ):
-                    limit += g.amount
-        if feature.type is FeatureType.NUMERIC:
+        limit = t.limit
+        if kind == _NUMERIC:
             granted = limit is None or requested <= limit
             return Decision(
                 customer_id,
@@ -138,13 +210,12 @@ class Decider:
                 None if granted else "RequestedUsageExceedingLimit",
                 requested,
                 None,
-                _num(limit),
+                t.limit_out,
                 limit is None,
-                usagePeriodAnchor=anchor,
+                usagePeriodAnchor=t.anchor,
                 isFallback=fallback,
             )
-        start, end = period_bounds(ent.reset_period, ent.anchor_us, now)
-        current = self._book.value(customer_id, feature_id, start, resource_id or "") or 0
+        current = self._book.value(customer_id, feature_id, t.start, resource_id or "") or 0
         granted = limit is None or current + requested <= limit
         return Decision(
             customer_id,
@@ -153,13 +224,13 @@ class Decider:
             None if granted else "RequestedUsageExceedingLimit",
             requested,
             current,
-            _num(limit),
+            t.limit_out,
             limit is None,
-            None if ent.reset_period is None else ent.reset_period.value,
-            anchor,
-            iso(start) if ent.reset_period is not None else None,
-            iso(end),
-            iso(end),
+            t.reset,
+            t.anchor,
+            t.start_iso,
+            t.end_iso,
+            t.end_iso,
             fallback,
         )
 
