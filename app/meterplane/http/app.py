@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -138,6 +138,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 _CHECK_PREFIX = "/api/v1/customers/"
 _CHECK_SUFFIX = "/entitlements/check"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_GRANTED = metrics.CHECKS.labels("true")
+_DENIED = metrics.CHECKS.labels("false")
+_encode = msgspec.json.Encoder().encode
 
 
 class FastCheck:
@@ -153,22 +156,25 @@ class FastCheck:
         self.decider = decider
         self.auth = auth
 
-    def _answer(self, scope: dict[str, Any]) -> bytes | None:
-        path: str = scope["path"]
+    def answer(
+        self, path: str, query: bytes, headers: Sequence[tuple[bytes, bytes]]
+    ) -> bytes | None:
+        """The JSON body of a check's 200, or None when the request is not a well-formed,
+        authorized check (``path`` is percent-decoded; header names are lower case)."""
         if not (path.startswith(_CHECK_PREFIX) and path.endswith(_CHECK_SUFFIX)):
             return None
         customer = path[len(_CHECK_PREFIX) : -len(_CHECK_SUFFIX)]
         if not customer or "/" in customer:
             return None
         key = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"x-api-key":
                 key = value.decode("latin-1")
         try:
             self.auth(key)
         except Unauthorized:
             return None
-        params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
         feature = params.get("featureId", "")
         resource = params.get("resourceId")
         if not 0 < len(feature) <= 255 or (resource is not None and len(resource) > 255):
@@ -185,14 +191,15 @@ class FastCheck:
             if requested.is_integer():
                 requested = int(requested)
         decision = self.decider.check(customer, feature, requested, resource)
-        metrics.CHECKS.labels("true" if decision.isGranted else "false").inc()
-        return msgspec.json.encode(decision)
+        (_GRANTED if decision.isGranted else _DENIED).inc()
+        return _encode(decision)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            body = self._answer(scope)
+            body = self.answer(scope["path"], scope["query_string"], scope["headers"])
             if body is not None:
-                await send({"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS})
+                headers = [*_JSON_HEADERS, (b"content-length", b"%d" % len(body))]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
@@ -266,7 +273,7 @@ def create_app(
             raise InvalidBatch([ItemError(None, "requestedUsage", "must be a finite number >= 0")])
         requested = int(requestedUsage) if float(requestedUsage).is_integer() else requestedUsage
         decision = decider.check(customerId, featureId, requested, resourceId)
-        metrics.CHECKS.labels("true" if decision.isGranted else "false").inc()
+        (_GRANTED if decision.isGranted else _DENIED).inc()
         return _json(decision)
 
     @app.get(
