@@ -3,16 +3,22 @@
 ``inprocess_p99_us``: one ``Decider.check`` on a populated counter book, timed one call
 at a time. HTTP: the Go load generator sends checks open-loop at ``--rate`` per second
 (default 5,000) for a few seconds against a real ``meterplane serve`` holding the demo's
-traffic; latency counts from the scheduled send time, so queueing is not hidden. Several
-rounds; medians. Run: ``python bench/check.py [--quick] [--rate N]``.
+traffic, after a warm-up at the same rate that opens its connections; latency counts from
+the scheduled send time, so queueing is not hidden. The baseline, in the same run and
+alternating with it round by round: the same load against ``bare_http.py``, a Python
+server that does nothing but answer (the floor this machine and client impose).
+Several rounds; medians. Run: ``python bench/check.py [--quick] [--rate N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,6 +29,7 @@ from _common import emit, median, pct, run_loadgen, serve, write_bodies
 from meterplane.core.catalog import load_catalog
 from meterplane.core.timeutil import now_us
 from meterplane.entitlements.decide import Decider
+from meterplane.localplane import free_port
 from meterplane.simulate import CUSTOMERS, generate
 
 FEATURES = ("api-calls", "tokens", "active-users", "seats", "sso", "storage-gb")
@@ -45,6 +52,22 @@ def inprocess_p99_us(n: int) -> tuple[float, float]:
     return pct(samples, 0.5), pct(samples, 0.99)
 
 
+@contextmanager
+def _bare_server() -> Iterator[str]:
+    """``bare_http.py`` in its own process; yields its base URL."""
+    port = free_port()
+    script = Path(__file__).resolve().parent / "bare_http.py"
+    proc = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise SystemExit("bare_http.py did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a run under 30 s")
@@ -54,8 +77,9 @@ def main() -> None:
     ip50, ip99 = inprocess_p99_us(20_000 if args.quick else 100_000)
     catalog = load_catalog()
     traffic = generate(catalog, now_us(), n_events=20_000)
-    p50s, p99s, rates, ok = [], [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    p50s, p99s, rates, ok, base_p99s = [], [], [], [], []
+    warmup = "1s" if args.quick else "2s"
+    with tempfile.TemporaryDirectory() as tmp, _bare_server() as bare:
         work = Path(tmp)
         write_bodies(work / "bodies.bin", traffic.event_batches)
         paths = work / "paths.txt"
@@ -70,19 +94,12 @@ def main() -> None:
             for body in traffic.event_batches:
                 httpx.post(f"{base}/api/v1/events", content=body, headers={"X-API-KEY": key})
             for _ in range(rounds):
-                res = run_loadgen(
-                    "get",
-                    "-base",
-                    base,
-                    "-paths",
-                    str(paths),
-                    "-rate",
-                    str(args.rate),
-                    "-duration",
-                    f"{seconds}s",
-                    "-header",
-                    f"X-API-KEY:{key}",
-                )
+                load = ["-paths", str(paths), "-rate", str(args.rate), "-warmup", warmup]
+                load += ["-duration", f"{seconds}s", "-header", f"X-API-KEY:{key}"]
+                floor = run_loadgen("get", "-base", bare, *load)
+                base_p99s.append(floor["p99_ms"])
+                print(f"baseline round: {floor}", file=sys.stderr)
+                res = run_loadgen("get", "-base", base, *load)
                 p50s.append(res["p50_ms"])
                 p99s.append(res["p99_ms"])
                 rates.append(res["rps"])
@@ -98,6 +115,8 @@ def main() -> None:
             "http_p50_ms": round(median(p50s), 3),
             "http_p99_ms": round(median(p99s), 3),
             "http_checks_per_s": round(median(rates)),
+            "baseline_p99_ms": round(median(base_p99s), 3),
+            "p99_ratio_to_baseline": round(median(p99s) / median(base_p99s), 2),
             "all_200": all(ok),
         }
     )

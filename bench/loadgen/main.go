@@ -5,8 +5,9 @@
 //
 //	loadgen post -url U -bodies FILE -concurrency N -header K:V
 //	    POSTs every body in FILE (each prefixed by a 4-byte big-endian length) once.
-//	loadgen get -base U -paths FILE -rate R -duration D -header K:V
-//	    GETs the paths in FILE round-robin at R requests/s (open loop) for D.
+//	loadgen get -base U -paths FILE -rate R -duration D [-warmup W] -header K:V
+//	    GETs the paths in FILE round-robin at R requests/s (open loop) for D, after W
+//	    of the same load whose latencies are not recorded.
 package main
 
 import (
@@ -146,7 +147,8 @@ func get(args []string) result {
 	base := fs.String("base", "", "base URL")
 	pathsFile := fs.String("paths", "", "file with one path per line")
 	rate := fs.Float64("rate", 1000, "requests per second (open loop)")
-	duration := fs.Duration("duration", 5*time.Second, "how long")
+	duration := fs.Duration("duration", 5*time.Second, "how long to measure")
+	warmup := fs.Duration("warmup", 0, "load at the same rate before measuring, not recorded")
 	workers := fs.Int("workers", 64, "max requests in flight")
 	var hs headers
 	fs.Var(&hs, "header", "K:V (repeatable)")
@@ -156,21 +158,31 @@ func get(args []string) result {
 		panic(err)
 	}
 	paths := strings.Fields(string(raw))
+	// One client for both phases: the warm-up opens the connections the measurement uses.
 	c := client(*workers)
-	jobs := make(chan time.Time, *workers)
+	if *warmup > 0 {
+		openLoop(c, *base, paths, hs, *rate, *warmup, *workers)
+	}
+	return openLoop(c, *base, paths, hs, *rate, *duration, *workers)
+}
+
+// openLoop sends GETs at rate for duration, each scheduled at a fixed time whether or not
+// earlier ones have returned.
+func openLoop(c *http.Client, base string, paths []string, hs headers, rate float64, duration time.Duration, workers int) result {
+	jobs := make(chan time.Time, workers)
 	var mu sync.Mutex
 	statuses := map[string]int{}
 	var lat []time.Duration
 	errors := 0
 	var wg sync.WaitGroup
 	var idx int64 = -1
-	for w := 0; w < *workers; w++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for scheduled := range jobs {
 				i := atomic.AddInt64(&idx, 1)
-				req, _ := http.NewRequest("GET", *base+paths[int(i)%len(paths)], nil)
+				req, _ := http.NewRequest("GET", base+paths[int(i)%len(paths)], nil)
 				setHeaders(req, hs)
 				resp, err := c.Do(req)
 				// Latency from the scheduled send time: queueing delay counts (no coordinated omission).
@@ -188,12 +200,12 @@ func get(args []string) result {
 			}
 		}()
 	}
-	interval := time.Duration(float64(time.Second) / *rate)
+	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
 	late := 0
 	for n := 0; ; n++ {
 		at := start.Add(time.Duration(n) * interval)
-		if at.Sub(start) >= *duration {
+		if at.Sub(start) >= duration {
 			break
 		}
 		if wait := time.Until(at); wait > 0 {

@@ -149,3 +149,22 @@ def test_http_1_0_and_percent_encoded_ids_fall_back_or_decode(
         r = client.get(CHECK.format("ac%6De", "sso"))
     assert r.json()["customerId"] == "acme"
     assert len(app_calls) == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"featureId=api-calls",
+        b"featureId=api-calls&requestedUsage=2&resourceId=r1",
+        b"featureId=a&featureId=b",
+        b"featureId=&requestedUsage",
+        b"featureId=a%2Fb&resourceId=x+y",
+        b"&&featureId=sso&",
+    ],
+)
+def test_query_parsing_matches_the_standard_library(query: bytes) -> None:
+    from urllib.parse import parse_qsl  # noqa: PLC0415 - the reference, only here
+
+    from meterplane.http.app import _query  # noqa: PLC0415 - a private helper under test
+
+    assert _query(query) == dict(parse_qsl(query.decode(), keep_blank_values=True))
