@@ -43,9 +43,11 @@ def write_bodies(path: Path, bodies: Sequence[bytes]) -> None:
 
 
 @contextmanager
-def serve(data_dir: Path, **env: str) -> Iterator[tuple[str, str]]:
-    """A ``meterplane serve`` process; yields (base URL, API key)."""
-    with ServeProcess(data_dir, env=env) as plane:
+def serve(data_dir: Path, script: str | None = None, **env: str) -> Iterator[tuple[str, str]]:
+    """A ``meterplane serve`` process (or a benchmark's variant of it, ``bench/<script>``);
+    yields (base URL, API key)."""
+    args = ("-m", "meterplane", "serve") if script is None else (str(ROOT / "bench" / script),)
+    with ServeProcess(data_dir, env=env, args=args) as plane:
         yield plane.base_url, plane.api_key
 
 

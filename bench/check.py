@@ -5,7 +5,7 @@ at a time. HTTP: the Go load generator sends checks open-loop at ``--rate`` per 
 (default 5,000) for a few seconds against a real ``meterplane serve`` holding the demo's
 traffic, after a warm-up at the same rate that opens its connections; latency counts from
 the scheduled send time, so queueing is not hidden. The baseline, in the same run and
-alternating with it round by round: the same load against ``bare_http.py``, a Python
+alternating with it round by round: the same load against ``_bare_http.py``, a Python
 server that does nothing but answer (the floor this machine and client impose).
 Several rounds; medians. Run: ``python bench/check.py [--quick] [--rate N]``.
 """
@@ -54,14 +54,14 @@ def inprocess_p99_us(n: int) -> tuple[float, float]:
 
 @contextmanager
 def _bare_server() -> Iterator[str]:
-    """``bare_http.py`` in its own process; yields its base URL."""
+    """``_bare_http.py`` in its own process; yields its base URL."""
     port = free_port()
-    script = Path(__file__).resolve().parent / "bare_http.py"
+    script = Path(__file__).resolve().parent / "_bare_http.py"
     proc = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != b"ready":
-            raise SystemExit("bare_http.py did not start")
+            raise SystemExit("_bare_http.py did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

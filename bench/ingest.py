@@ -4,8 +4,12 @@
 acked event was also counted (aggregation runs behind ingest and catches up between
 bursts). ``raw_events_per_s`` is the same ingest work without HTTP, measured in the same
 run: parse and validate each body, then append it durably to the log with the same
-concurrency (so it enjoys the same group commit). ``ratio`` = HTTP / raw. Several
-rounds alternate the two; the figures are medians. Run: ``python bench/ingest.py [--quick]``.
+concurrency (so it enjoys the same group commit). ``ratio`` = HTTP / raw.
+``ingest_only_events_per_s`` is the same HTTP load against ``bench/_ingest_only.py``:
+``serve``'s ingest with no aggregator running, which shows what counting in the same
+process (one interpreter lock) takes from the ack rate; ``ingest_only_ratio`` = that / raw.
+Several rounds alternate the three; the figures are medians.
+Run: ``python bench/ingest.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -62,6 +67,13 @@ def _wait_counted(base: str, timeout: float = 300) -> None:
     raise SystemExit("aggregator did not catch up")
 
 
+def _post(base: str, key: str, bodies: Path) -> dict[str, Any]:
+    """Every body once, ``CONCURRENCY`` in flight, by the Go load generator."""
+    url = f"{base}/api/v1/events"
+    args = ["-url", url, "-bodies", str(bodies), "-concurrency", str(CONCURRENCY)]
+    return run_loadgen("post", *args, "-header", f"X-API-KEY:{key}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a run under 30 s")
@@ -69,31 +81,24 @@ def main() -> None:
     batches, rounds = (60, 1) if args.quick else (200, 3)
     traffic = generate(load_catalog(), now_us(), n_events=batches * 1000, late_share=0.0)
     bodies = traffic.event_batches
-    http_rates, raw_rates, counted_rates = [], [], []
+    http_rates, raw_rates, counted_rates, only_rates = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_bodies(work / "bodies.bin", bodies)
         for r in range(rounds):
             raw_rates.append(asyncio.run(_raw(bodies, work / f"raw{r}")))
+            with serve(work / f"only{r}", script="_ingest_only.py") as (base, key):
+                only = _post(base, key, work / "bodies.bin")
+            only_rates.append(acked_events_per_s(only, len(bodies)))
             with serve(work / f"plane{r}") as (base, key):
                 started = time.perf_counter()
-                res = run_loadgen(
-                    "post",
-                    "-url",
-                    f"{base}/api/v1/events",
-                    "-bodies",
-                    str(work / "bodies.bin"),
-                    "-concurrency",
-                    str(CONCURRENCY),
-                    "-header",
-                    f"X-API-KEY:{key}",
-                )
+                res = _post(base, key, work / "bodies.bin")
                 _wait_counted(base)
                 counted_rates.append(len(bodies) * 1000 / (time.perf_counter() - started))
             http_rates.append(acked_events_per_s(res, len(bodies)))
             print(
                 f"round {r}: http {http_rates[-1]:,.0f} ev/s (p99 {res['p99_ms']} ms), "
-                f"raw {raw_rates[-1]:,.0f} ev/s",
+                f"raw {raw_rates[-1]:,.0f} ev/s, ingest only {only_rates[-1]:,.0f} ev/s",
                 file=sys.stderr,
             )
     http, raw = median(http_rates), median(raw_rates)
@@ -108,6 +113,8 @@ def main() -> None:
             "raw_events_per_s": round(raw),
             "ratio": round(http / raw, 3),
             "aggregated_events_per_s": round(median(counted_rates)),
+            "ingest_only_events_per_s": round(median(only_rates)),
+            "ingest_only_ratio": round(median(only_rates) / raw, 3),
         }
     )
 

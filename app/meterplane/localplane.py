@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -36,8 +37,10 @@ class ServeProcess:
         api_key: str | None = None,
         env: dict[str, str] | None = None,
         output: IO[bytes] | None = None,
+        args: Sequence[str] = ("-m", "meterplane", "serve"),
     ) -> None:
         self.data_dir = data_dir
+        self._args = list(args)  # what the interpreter runs (a benchmark may run a variant)
         self.api_key = api_key or secrets.token_urlsafe(24)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -56,7 +59,7 @@ class ServeProcess:
             **self._env,
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meterplane", "serve"],
+            [sys.executable, *self._args],
             env=env,
             stdout=self._output,
             stderr=self._output,

@@ -4,7 +4,7 @@ One uvloop protocol that answers every request with a fixed ~400-byte JSON body,
 parsing beyond finding the end of each request's head (GETs only, no bodies). Its latency
 under the same load generator, in the same run, is the floor the machine, the kernel's
 loopback and the client impose; what ``meterplane serve`` adds is the difference.
-Run: ``python bench/bare_http.py PORT``.
+Run: ``python bench/_bare_http.py PORT``.
 """
 
 from __future__ import annotations
