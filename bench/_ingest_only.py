@@ -10,6 +10,8 @@ the same process takes. Not a mode of the product. Run: ``python bench/_ingest_o
 
 from __future__ import annotations
 
+import gc
+
 from meterplane.core.settings import load_settings
 from meterplane.http.app import create_app
 from meterplane.http.server import run_http
@@ -19,8 +21,13 @@ from meterplane.plane import EmbeddedPlane
 def main() -> None:
     settings = load_settings()
     plane = EmbeddedPlane(settings)  # not started: no aggregator thread
+    # Ingest hands its decoded batches to the aggregator, which drops each once applied;
+    # with no aggregator they would pile up (and slow the cyclic GC), so keep none.
+    plane.aggregator.hint = lambda end, items: None  # type: ignore[method-assign]
+    app = create_app(plane.buffer, plane.decider, settings.api_keys)
+    gc.freeze()  # as ``serve`` does before serving
     try:
-        run_http(create_app(plane.buffer, plane.decider, settings.api_keys), settings)
+        run_http(app, settings)
     finally:
         plane.log.close()
         plane.engine.close()

@@ -32,7 +32,11 @@ Dimensions = Annotated[
 ]
 
 
-class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+# gc=False on the item types: an item holds only strings, numbers, a datetime and a dict of
+# scalars, so it can never be part of a reference cycle. Untracked, the batches that wait
+# between ingest and the aggregator cost the cyclic GC nothing; tracked, its collections
+# took about a sixth of ``serve``'s time under ingest load (timed with ``gc.callbacks``).
+class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """One usage event (DESIGN.md 3.2)."""
 
     customerId: Id  # noqa: N815 - wire names are the public API's
@@ -43,7 +47,7 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     resourceId: Id | None = None  # noqa: N815
 
 
-class Usage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Usage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """One usage report for a feature without a meter (DESIGN.md 3.2)."""
 
     customerId: Id  # noqa: N815

@@ -29,7 +29,7 @@ DeniedReason = Literal[
 _GRANTING = (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)
 
 
-class Decision(msgspec.Struct, omit_defaults=False):
+class Decision(msgspec.Struct, omit_defaults=False, gc=False):
     """One entitlement decision, in the vendor's public REST v1 shape."""
 
     customerId: str  # noqa: N815 - wire names are the public API's
