@@ -163,8 +163,9 @@ class Decider:
         self._book = book
         self._clock = clock
         self._fallback = fallback
-        self._terms: dict[tuple[str, str], _Terms] = {}
-        self._terms_of: Catalog | None = None
+        # (catalog, its terms by (customer, feature)), replaced as one: terms are only ever
+        # stored next to the catalog they were read from, whichever thread reads.
+        self._cache: tuple[Catalog | None, dict[tuple[str, str], _Terms]] = (None, {})
 
     def check(
         self,
@@ -176,14 +177,16 @@ class Decider:
         """One decision; ``requested`` defaults to 1 as in DESIGN.md section 4."""
         catalog = self._catalog()
         now = self._clock()
-        if catalog is not self._terms_of:
-            self._terms, self._terms_of = {}, catalog
-        t = self._terms.get((customer_id, feature_id))
+        cached_for, cache = self._cache
+        if cached_for is not catalog:
+            cache = {}
+            self._cache = (catalog, cache)
+        t = cache.get((customer_id, feature_id))
         if t is None or not t.valid_from <= now < t.valid_until:
             t = _terms(catalog, customer_id, feature_id, now)
-            if len(self._terms) >= 100_000:  # ids come from requests: bound the memory
-                self._terms.clear()
-            self._terms[customer_id, feature_id] = t
+            if len(cache) >= 100_000:  # ids come from requests: bound the memory
+                cache.clear()
+            cache[customer_id, feature_id] = t
         fallback = self._fallback()
         kind = t.kind
         if kind == _DENY:
