@@ -48,6 +48,32 @@ func client(n int) *http.Client {
 	return &http.Client{Transport: t, Timeout: 30 * time.Second}
 }
 
+// tally collects the outcome of requests sent from many goroutines.
+type tally struct {
+	mu       sync.Mutex
+	statuses map[string]int
+	lat      []time.Duration
+	errors   int
+}
+
+func newTally() *tally { return &tally{statuses: map[string]int{}} }
+
+// record counts one response (draining its body) or one transport error.
+func (t *tally) record(resp *http.Response, err error, d time.Duration) {
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil {
+		t.errors++
+		return
+	}
+	t.statuses[fmt.Sprint(resp.StatusCode)]++
+	t.lat = append(t.lat, d)
+}
+
 func setHeaders(req *http.Request, hs headers) {
 	for _, h := range hs {
 		k, v, _ := strings.Cut(h, ":")
@@ -104,10 +130,7 @@ func post(args []string) result {
 	bodies := readBodies(*bodiesPath)
 	c := client(*conc)
 	var next int64 = -1
-	var mu sync.Mutex
-	statuses := map[string]int{}
-	var lat []time.Duration
-	errors := 0
+	t := newTally()
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := 0; w < *conc; w++ {
@@ -124,22 +147,12 @@ func post(args []string) result {
 				setHeaders(req, hs)
 				t0 := time.Now()
 				resp, err := c.Do(req)
-				d := time.Since(t0)
-				mu.Lock()
-				if err != nil {
-					errors++
-				} else {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					statuses[fmt.Sprint(resp.StatusCode)]++
-					lat = append(lat, d)
-				}
-				mu.Unlock()
+				t.record(resp, err, time.Since(t0))
 			}
 		}()
 	}
 	wg.Wait()
-	return summarize(lat, statuses, errors, time.Since(start), 0)
+	return summarize(t.lat, t.statuses, t.errors, time.Since(start), 0)
 }
 
 func get(args []string) result {
@@ -170,10 +183,7 @@ func get(args []string) result {
 // earlier ones have returned.
 func openLoop(c *http.Client, base string, paths []string, hs headers, rate float64, duration time.Duration, workers int) result {
 	jobs := make(chan time.Time, workers)
-	var mu sync.Mutex
-	statuses := map[string]int{}
-	var lat []time.Duration
-	errors := 0
+	t := newTally()
 	var wg sync.WaitGroup
 	var idx int64 = -1
 	for w := 0; w < workers; w++ {
@@ -186,17 +196,7 @@ func openLoop(c *http.Client, base string, paths []string, hs headers, rate floa
 				setHeaders(req, hs)
 				resp, err := c.Do(req)
 				// Latency from the scheduled send time: queueing delay counts (no coordinated omission).
-				d := time.Since(scheduled)
-				mu.Lock()
-				if err != nil {
-					errors++
-				} else {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					statuses[fmt.Sprint(resp.StatusCode)]++
-					lat = append(lat, d)
-				}
-				mu.Unlock()
+				t.record(resp, err, time.Since(scheduled))
 			}
 		}()
 	}
@@ -220,7 +220,7 @@ func openLoop(c *http.Client, base string, paths []string, hs headers, rate floa
 	}
 	close(jobs)
 	wg.Wait()
-	return summarize(lat, statuses, errors, time.Since(start), late)
+	return summarize(t.lat, t.statuses, t.errors, time.Since(start), late)
 }
 
 func main() {
