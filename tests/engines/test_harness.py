@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,12 @@ def test_pyflink_local_mode_reads_topic_through_connector(
     got = sorted(line.removeprefix("PROBE ") for line in lines if line.startswith("PROBE "))
     assert got == sorted(v.upper() for v in values)
     assert "PROBE-END 25" in lines
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id starting with "-" made the storage tool fail to format (one in 64 starts)."""
+    dashed = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64url of 0xf8... begins with "-"
+    plain = uuid.UUID(bytes=bytes(16))
+    drawn = iter([dashed, plain])
+    monkeypatch.setattr(engines.uuid, "uuid4", lambda: next(drawn))
+    assert engines._cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"

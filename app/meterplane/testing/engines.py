@@ -205,6 +205,16 @@ def run_flink_module(
     )
 
 
+def _cluster_id() -> str:
+    """A random KRaft cluster id as Kafka's own ``Uuid.randomUuid`` makes one: base64url of
+    16 random bytes, never starting with "-" (the storage tool would read it as an option;
+    one id in 64 did, and the broker then failed to format its storage)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def free_port() -> int:
     """A TCP port on loopback that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -313,9 +323,8 @@ class KafkaBroker:
         properties = self.data_dir / "server.properties"
         properties.write_text("".join(f"{k}={v}\n" for k, v in self._config().items()))
         if not (self.data_dir / "log" / "meta.properties").is_file():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             argv = self._java(
-                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)
+                "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties)
             )
             result = subprocess.run(argv, capture_output=True, text=True, check=False)
             if result.returncode != 0:
