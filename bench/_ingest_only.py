@@ -10,8 +10,7 @@ the same process takes. Not a mode of the product. Run: ``python bench/_ingest_o
 
 from __future__ import annotations
 
-import gc
-
+from meterplane.commands.serve import tune_interpreter
 from meterplane.core.settings import load_settings
 from meterplane.http.app import create_app
 from meterplane.http.server import run_http
@@ -25,7 +24,7 @@ def main() -> None:
     # with no aggregator they would pile up (and slow the cyclic GC), so keep none.
     plane.aggregator.hint = lambda end, items: None  # type: ignore[method-assign]
     app = create_app(plane.buffer, plane.decider, settings.api_keys)
-    gc.freeze()  # as ``serve`` does before serving
+    tune_interpreter()  # as ``serve`` does before serving
     try:
         run_http(app, settings)
     finally:
