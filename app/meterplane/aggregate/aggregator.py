@@ -29,7 +29,7 @@ from meterplane.core.counters import CounterBook, Outcome
 from meterplane.core.files import write_atomic
 from meterplane.core.model import EventBatch, UsageBatch
 from meterplane.core.storage import COUNTER_COLUMNS, EVENT_COLUMNS, SqlEngine
-from meterplane.core.timeutil import US_PER_S, now_us, to_us
+from meterplane.core.timeutil import EPOCH, ONE_US, US_PER_S, now_us
 from meterplane.ingest.buffer import KIND_EVENTS, Frame, LocalLog
 
 log = logging.getLogger(__name__)
@@ -216,39 +216,53 @@ class Aggregator:
             keys = [u.idempotencyKey or f"~{frame.pos}:{i}" for i, u in enumerate(items)]
             names = [u.featureId for u in items]
             kind = "usage"
+        customers = [it.customerId for it in items]
         fresh = []
-        for i, item in enumerate(items):
-            ident = (item.customerId, keys[i])
+        for i, ident in enumerate(zip(customers, keys, strict=True)):
             if ident in seen:
                 continue
             seen[ident] = received
             fresh.append(i)
-        new = [items[i] for i in fresh]
-        stamps = [received if it.timestamp is None else to_us(it.timestamp) for it in new]
+        n = len(fresh)
+        new: Sequence[Any] = items
+        if n < len(items):  # duplicates: keep only the first copies (most batches have none)
+            new = [items[i] for i in fresh]
+            customers = [customers[i] for i in fresh]
+            keys = [keys[i] for i in fresh]
+            names = [names[i] for i in fresh]
+        epoch, one_us = EPOCH, ONE_US  # ``to_us`` inlined (ingest validated: all aware)
+        stamps = [received if (t := it.timestamp) is None else (t - epoch) // one_us for it in new]
         resources = [it.resourceId or "" for it in new]
         book = self.book
         if kind == "event":
             apply = book.apply_event
-            for it, ts, res in zip(new, stamps, resources, strict=True):
-                apply(it.customerId, it.eventName, it.idempotencyKey, ts, it.dimensions, res, out)
+            for it, c, ts, res in zip(new, customers, stamps, resources, strict=True):
+                apply(c, it.eventName, it.idempotencyKey, ts, it.dimensions, res, out)
         else:
-            for i, it, ts, res in zip(fresh, new, stamps, resources, strict=True):
-                is_set = it.updateBehavior == "SET"
-                book.apply_usage(it.customerId, names[i], keys[i], ts, it.value, is_set, res, out)
-        n = len(new)
-        rows = self._rows
-        rows["customer_id"] += [it.customerId for it in new]
-        rows["idempotency_key"] += [keys[i] for i in fresh]
-        rows["kind"] += [kind] * n
-        rows["name"] += [names[i] for i in fresh]
-        rows["timestamp"] += stamps
-        rows["ingested_at"] += [received] * n
-        rows["resource_id"] += resources
-        rows["payload"] += [_encode(it) for it in new]
-        rows["log_pos"] += [frame.pos] * n
+            usages = zip(new, customers, keys, names, stamps, resources, strict=True)
+            for it, c, k, f, ts, res in usages:
+                book.apply_usage(c, f, k, ts, it.value, it.updateBehavior == "SET", res, out)
+        self._queue_rows(frame, kind, new, (customers, keys, names, stamps, resources))
         metrics.DUPLICATES.inc(len(items) - n)
         metrics.UNMETERED.inc(out.unmetered)
         metrics.AGGREGATED.inc(out.applied)
+
+    def _queue_rows(
+        self, frame: Frame, kind: str, new: Sequence[Any], columns: tuple[list[Any], ...]
+    ) -> None:
+        """The raw rows of a frame's first copies, stored at the next checkpoint."""
+        customers, keys, names, stamps, resources = columns
+        n = len(new)
+        rows = self._rows
+        rows["customer_id"] += customers
+        rows["idempotency_key"] += keys
+        rows["kind"] += [kind] * n
+        rows["name"] += names
+        rows["timestamp"] += stamps
+        rows["ingested_at"] += [frame.received_us] * n
+        rows["resource_id"] += resources
+        rows["payload"] += [_encode(it) for it in new]
+        rows["log_pos"] += [frame.pos] * n
 
     def checkpoint(self) -> None:
         """Store rows, then counters, then the position; then release the log."""

@@ -276,7 +276,9 @@ class UsageCounter(Counter):
         return [list(self.set_) if self.set_ else None, [list(d) for d in self.deltas]]
 
 
-_Slot = tuple[int, int | None, Counter, CounterKey]
+# (period start, period end or None, counter, its key, end as a number for comparisons)
+_Slot = tuple[int, int | None, Counter, CounterKey, int]
+_NO_END = 1 << 62  # later than any instant: "all time" never ends
 KINDS: dict[str, type[Counter]] = {
     c.kind: c
     for c in (
@@ -337,7 +339,7 @@ class CounterBook:
         if counter is None:
             counter = self.counters[ck] = KINDS[kind]()
             self.period_end[ck] = end
-        slot = (start, end, counter, ck)
+        slot = (start, end, counter, ck, _NO_END if end is None else end)
         cached = self._slots.get((customer, feature))
         if cached is None or start >= cached[0]:
             self._slots[customer, feature] = slot  # late events leave the current slot alone
@@ -347,18 +349,24 @@ class CounterBook:
         self, kind: str, customer: str, feature: str, ts: int, resource: str, value: Any, key: str
     ) -> None:
         slot = self._slots.get((customer, feature))
-        if slot is None or ts < slot[0] or (slot[1] is not None and ts >= slot[1]):
+        if slot is None or not slot[0] <= ts < slot[4]:
             slot = self._slot(kind, customer, feature, ts)
         slot[2].add(value, ts, key)
         self.dirty.add(slot[3])
         if resource:
-            ck = (customer, feature, slot[0], resource)
-            counter = self.counters.get(ck)
-            if counter is None:
-                counter = self.counters[ck] = KINDS[kind]()
-                self.period_end[ck] = slot[1]
-            counter.add(value, ts, key)
-            self.dirty.add(ck)
+            self._bump_resource(kind, slot, resource, value, ts, key)
+
+    def _bump_resource(
+        self, kind: str, slot: _Slot, resource: str, value: Any, ts: int, key: str
+    ) -> None:
+        """The per-resource counter beside the customer-wide one in ``slot``."""
+        ck = (slot[3][0], slot[3][1], slot[0], resource)
+        counter = self.counters.get(ck)
+        if counter is None:
+            counter = self.counters[ck] = KINDS[kind]()
+            self.period_end[ck] = slot[1]
+        counter.add(value, ts, key)
+        self.dirty.add(ck)
 
     def apply_event(
         self,
@@ -371,6 +379,9 @@ class CounterBook:
         out: Outcome,
     ) -> None:
         """Count one (already deduplicated) event for every feature whose meter matches."""
+        # ``_bump`` inlined: this loop runs for every matching meter of every event.
+        slots = self._slots
+        applied = 0
         for feature_id, pred, kind, field in self._meters.get(name, ()):
             if pred is not None and not pred(dims):
                 continue
@@ -384,8 +395,15 @@ class CounterBook:
                 elif value.__class__ is not int and value.__class__ is not float:
                     out.unmetered += 1  # missing, string or boolean where a number is needed
                     continue
-            self._bump(kind, customer, feature_id, ts, resource, value, key)
-            out.applied += 1
+            slot = slots.get((customer, feature_id))
+            if slot is None or not slot[0] <= ts < slot[4]:
+                slot = self._slot(kind, customer, feature_id, ts)
+            slot[2].add(value, ts, key)
+            self.dirty.add(slot[3])
+            if resource:
+                self._bump_resource(kind, slot, resource, value, ts, key)
+            applied += 1
+        out.applied += applied
 
     def apply_usage(
         self,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US_PER_S = 1_000_000
-_ONE_US = timedelta(microseconds=1)
+ONE_US = timedelta(microseconds=1)
 
 
 def now_us() -> int:
@@ -20,7 +20,7 @@ def to_us(dt: datetime) -> int:
     """An aware datetime as microseconds since the epoch (exact, no float rounding)."""
     if dt.tzinfo is None:
         raise ValueError("naive datetime: an offset is required")
-    return (dt - EPOCH) // _ONE_US
+    return (dt - EPOCH) // ONE_US
 
 
 def from_us(us: int) -> datetime:
