@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from meterplane.aggregate.aggregator import Aggregator
 from meterplane.core.catalog import Catalog, load_catalog
+from meterplane.core.errors import ConfigError
 from meterplane.core.settings import Settings
 from meterplane.core.storage import ChdbEngine, migrate
 from meterplane.entitlements.decide import Decider
@@ -59,6 +60,70 @@ class CatalogHolder:
     def subscribe(self, fn: Callable[[Catalog], None]) -> None:
         """Call ``fn(catalog)`` whenever the catalog changes."""
         self._listeners.append(fn)
+
+
+class CatalogWatcher:
+    """Puts a catalog file in force again whenever it changes, without a restart.
+
+    Polls the file's identity (inode, size, modification time) every ``interval_s``; a
+    changed file is parsed whole and only a valid one replaces the catalog in force. A
+    file that does not parse is logged once, naming the problem, and the catalog in force
+    stays (nothing counted or decided so far is touched); the next valid version is
+    picked up as usual. Replacing the file by rename (what editors, ``kubectl``'s
+    ConfigMap volumes and the sync agent do) and rewriting it in place both count.
+    """
+
+    def __init__(self, path: Path, holder: CatalogHolder, interval_s: float = 2.0) -> None:
+        self.path = path
+        self.holder = holder
+        self.interval_s = interval_s
+        self.reloads = 0  # catalogs put in force from the file (tests and logs read this)
+        self.last_error: str | None = None
+        self._seen = self._identity()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="catalog-watch", daemon=True)
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None  # gone for now (mid-rename): keep what is in force
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def start(self) -> CatalogWatcher:
+        """Start polling in a daemon thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def poll(self) -> bool:
+        """Check once; True if a new catalog was put in force."""
+        now = self._identity()
+        if now is None or now == self._seen:
+            return False
+        self._seen = now
+        try:
+            catalog = load_catalog(self.path)
+        except ConfigError as err:
+            self.last_error = str(err)
+            log.error("catalog not reloaded, the one in force stays: %s", err)
+            return False
+        self.holder.set(catalog)
+        self.reloads += 1
+        self.last_error = None
+        log.info("catalog reloaded from %s", self.path)
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.poll()
+            except Exception:  # the watcher must keep watching, whatever one poll hit
+                log.exception("catalog watch: poll failed")
 
 
 class LogBuffer:

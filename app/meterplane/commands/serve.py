@@ -16,10 +16,11 @@ from meterplane.commands._common import (
     settings_from,
     setup_logging,
 )
+from meterplane.core.catalog import DEFAULT_CATALOG
 from meterplane.core.settings import Settings
 from meterplane.http.app import create_app
 from meterplane.http.server import run_http
-from meterplane.plane import EmbeddedPlane
+from meterplane.plane import CatalogWatcher, EmbeddedPlane
 from meterplane.sync.embedded import initial_catalog, start_embedded_sync
 
 
@@ -51,10 +52,12 @@ def serve(settings: Settings) -> int:
     setup_logging(settings.log_level)
     plane = EmbeddedPlane(settings, initial_catalog(settings))
     plane.start()
-    sync = archiver = None
+    sync = archiver = watcher = None
     try:
         archiver = start_archiver(plane.engine, settings)  # the plane's one chdb session
         sync = start_embedded_sync(settings, plane)  # None unless METERPLANE_CONTROL_PLANE_URL
+        if sync is None:  # with syncing on, the agent owns the catalog; else the file does
+            watcher = CatalogWatcher(settings.catalog or DEFAULT_CATALOG, plane.catalog).start()
         app = create_app(
             plane.buffer,
             plane.decider,
@@ -72,6 +75,8 @@ def serve(settings: Settings) -> int:
         tune_interpreter()
         run_http(app, settings)
     finally:
+        if watcher is not None:
+            watcher.stop()
         if archiver is not None:
             archiver.stop()
         if sync is not None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from meterplane.core.catalog import load_catalog
+from meterplane.core.catalog import DEFAULT_CATALOG, load_catalog
 from meterplane.core.errors import BufferUnavailable, ConfigError
 from meterplane.core.settings import Settings
 from meterplane.entitlements.decide import Decider
@@ -24,6 +24,7 @@ from meterplane.http.app import create_app
 from meterplane.http.server import run_http
 from meterplane.kafka.buffer import KafkaBuffer, KafkaBufferConfig
 from meterplane.kafka.counters import CounterStream
+from meterplane.plane import CatalogHolder, CatalogWatcher
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,11 @@ def _bootstrap(settings: Settings) -> str:
 def run_service(settings: Settings, args: argparse.Namespace, *, ingest: bool) -> int:
     """Run ``ingest`` (ingest=True) or ``entitlements`` until SIGINT/SIGTERM."""
     bootstrap = _bootstrap(settings)
-    catalog = load_catalog(settings.catalog)
-    stream = CounterStream(bootstrap, catalog, topic=args.counters_topic)
+    catalog = CatalogHolder(load_catalog(settings.catalog))
+    stream = CounterStream(bootstrap, catalog.get(), topic=args.counters_topic)
+    catalog.subscribe(stream.book.set_catalog)
     stream.start()
+    watcher = CatalogWatcher(settings.catalog or DEFAULT_CATALOG, catalog).start()
     buffer: KafkaBuffer | ChecksOnly
     if ingest:
         buffer = KafkaBuffer(
@@ -89,7 +92,7 @@ def run_service(settings: Settings, args: argparse.Namespace, *, ingest: bool) -
     try:
         app = create_app(
             buffer,
-            Decider(lambda: catalog, stream.book),
+            Decider(catalog.get, stream.book),
             settings.api_keys,
             max_body_bytes=settings.max_body_bytes,
             lateness_days=settings.lateness_days,
@@ -97,6 +100,7 @@ def run_service(settings: Settings, args: argparse.Namespace, *, ingest: bool) -
         )
         run_http(app, settings)
     finally:
+        watcher.stop()
         if isinstance(buffer, KafkaBuffer):
             buffer.close()
         stream.stop()
