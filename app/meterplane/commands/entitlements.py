@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from meterplane.commands._common import add_http, guarded, settings_from, setup_logging
-from meterplane.kafka.service import add_kafka_arguments, run_service
+from meterplane.commands.ingest import add_arguments, run_kafka_service
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_http(parser)
-    add_kafka_arguments(parser)
+__all__ = ["add_arguments", "run"]  # the same arguments as ``ingest``
 
 
 def run(args: argparse.Namespace) -> int:
-    def go() -> int:
-        settings = settings_from(args)
-        settings.require_api_keys()
-        setup_logging(settings.log_level)
-        return run_service(settings, args, ingest=False)
-
-    return guarded(go)
+    return run_kafka_service(args, ingest=False)
