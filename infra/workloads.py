@@ -152,10 +152,8 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
                 release=release,
                 replicas=2,
                 max_replicas=10,
-                environment={
-                    "METERPLANE_KAFKA_BOOTSTRAP": kafka.bootstrap,
-                    "METERPLANE_CLICKHOUSE_URL": clickhouse.url,
-                },
+                environment={"METERPLANE_KAFKA_BOOTSTRAP": kafka.bootstrap},
+                clickhouse_url=clickhouse.url,
                 prod=prod,
                 memory="2Gi",
                 labels=labels,
@@ -167,8 +165,8 @@ def build_workloads(cfg: StackConfig, sizing: Sizing, target: ClusterTarget) -> 
         ArchiverArgs(
             release=release,
             identity=target.identities[names.ARCHIVER_SERVICE_ACCOUNT],
+            clickhouse_url=clickhouse.url,
             environment={
-                "METERPLANE_CLICKHOUSE_URL": clickhouse.url,
                 "METERPLANE_ARCHIVE_URL": target.archive_url.apply(
                     lambda u: u.rstrip("/") + "/events"
                 ),

@@ -1,4 +1,5 @@
-"""No public exposure: private buckets, private cluster endpoints, no public load balancers.
+"""No public exposure: private buckets, private cluster endpoints, no public load balancers,
+no ClickHouse user open without a password or with one written into the manifest.
 
 The data plane answers only inside the customer's network; nothing in it is meant to be
 reachable from the internet. The S3 public-access block is a separate pulumi-aws v7
@@ -7,7 +8,7 @@ resource, so the bucket check joins it to its bucket.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from policies.core import (
     Context,
@@ -32,6 +33,7 @@ from policies.encryption import (
     GCP_BUCKET,
     GKE_CLUSTER,
 )
+from policies.redundancy import CLICKHOUSE
 
 AWS_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 AWS_LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
@@ -170,6 +172,57 @@ def no_public_load_balancer(resource: Resource, context: Context) -> Iterator[st
             yield f"{short(resource)} is internet-facing (internal is not true)"
 
 
+# What a ClickHouse user's password can be given as (users.xml), and the older prefix
+# under which the operator reads one from a Secret.
+_PASSWORD_SETTINGS = ("password", "password_sha256_hex", "password_double_sha1_hex")
+_SECRET_PREFIX = "k8s_secret_"  # noqa: S105 a settings prefix, not a password
+
+
+def _user_settings(users: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    """``configuration.users`` per user, whether written flat (``alice/password``) or nested
+    (``alice: {password: ...}``); a ``valueFrom`` mapping is a value, not a level."""
+    flat: dict[str, object] = {}
+
+    def walk(tree: Mapping[str, object], prefix: str) -> None:
+        for key, value in tree.items():
+            if isinstance(value, Mapping) and "valueFrom" not in value:
+                walk(value, f"{prefix}{key}/")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(users, "")
+    out: dict[str, dict[str, object]] = {}
+    for key, value in flat.items():
+        user, _, setting = key.partition("/")
+        out.setdefault(user, {})[setting] = value
+    return out
+
+
+def clickhouse_users_authenticated(resource: Resource, context: Context) -> Iterator[str]:
+    """Every ClickHouse user that accepts connections from anywhere has a password, and no
+    password (or hash of one) is written into the installation itself."""
+    if resource.type != CLICKHOUSE:
+        return
+    users = as_mapping(get(resource.props, "spec.configuration.users"))
+    for user, settings in sorted(_user_settings(users).items()):
+        passwords = [s for s in settings if s in _PASSWORD_SETTINGS or s.startswith(_SECRET_PREFIX)]
+        for setting in passwords:
+            value = settings[setting]
+            if setting.startswith(_SECRET_PREFIX) or is_unknown(value):
+                continue
+            if not get(value, "valueFrom.secretKeyRef"):
+                yield (
+                    f"{short(resource)}: user {user}'s {setting} is written in the manifest; "
+                    "reference a Secret (valueFrom.secretKeyRef)"
+                )
+        anywhere = any(str(ip) in _OPEN_CIDRS for ip in as_list(settings.get("networks/ip")))
+        if anywhere and not passwords:
+            yield (
+                f"{short(resource)}: user {user} accepts connections from any address "
+                "with no password"
+            )
+
+
 POLICIES: tuple[PolicySpec, ...] = (
     PolicySpec(
         name="bucket-public-access-blocked",
@@ -218,5 +271,20 @@ POLICIES: tuple[PolicySpec, ...] = (
             "Internal, azure-load-balancer-internal: true)."
         ),
         validate_resource=no_public_load_balancer,
+    ),
+    PolicySpec(
+        name="clickhouse-users-authenticated",
+        description=(
+            "ClickHouse users that accept connections from any address have passwords, "
+            "and passwords come from Secrets, never the manifest."
+        ),
+        domain="exposure",
+        severity=Severity.HIGH,
+        remediation=(
+            "Give the user <user>/password: {valueFrom: {secretKeyRef: {name, key}}} (or "
+            "password_sha256_hex the same way) and keep the value in a Kubernetes Secret; "
+            "or restrict <user>/networks/ip to the addresses that need it."
+        ),
+        validate_resource=clickhouse_users_authenticated,
     ),
 )

@@ -26,6 +26,7 @@ class ArchiverArgs:
     release: str
     identity: PodIdentity
     environment: Mapping[str, pulumi.Input[str]]
+    clickhouse_url: str
     schedule: str = "17 * * * *"
     # The stack's common labels (customer, environment, managed-by) for every object.
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -55,7 +56,10 @@ class Archiver(pulumi.ComponentResource):
         # No HTTP server in a batch job: no port, no probes.
         for key in ("ports", "readinessProbe", "livenessProbe"):
             container.pop(key)
-        container["env"] = pods.env(dict(args.environment))
+        container["env"] = [
+            *pods.env(dict(args.environment)),
+            *pods.clickhouse_env(args.clickhouse_url, names.CLICKHOUSE_WRITER),
+        ]
         tmp_volume, _ = pods.scratch_volume()
         k8s.batch.v1.CronJob(
             f"{name}-cronjob",

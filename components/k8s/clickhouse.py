@@ -4,6 +4,15 @@ Replica ``i`` of every shard is pinned to zone ``i mod zones`` through its own p
 template, so two replicas of a shard never share a zone when the cluster spans several;
 anti-affinity keeps them off one node in any case. Keeper needs a majority: 3 replicas
 over 3 zones survive losing one zone.
+
+Clients never use the operator's passwordless ``default`` user (which it also confines to
+the cluster's own pods): the writer (migrations, Flink, archiver, entitlements) may do
+anything in the ``meterplane`` database and nothing elsewhere; the sync agent's reader, in
+``shared`` and the one workload with egress to the outside, may only read ``counters``.
+Both passwords are generated (letters and digits, 32 of them), kept in the
+``clickhouse-credentials`` Secret and referenced from the installation and from each
+workload's environment, never written into a manifest; ``shared`` gets a copy holding
+only the reader's.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components import versions
 from components.k8s import names
@@ -21,6 +31,14 @@ from components.k8s.sizing import CLICKHOUSE_CPU, KEEPER_CPU, quantity
 
 KEEPER_REPLICAS = 3
 CLICKHOUSE_UID = 101  # the clickhouse user of the official server and keeper images
+PASSWORD_LENGTH = 32
+READONLY_PROFILE = "readonly"  # readonly=2: reads (and per-query settings), no writes, no DDL
+# What each client user may do, and its settings profile: the database's owner, and a
+# reader of the rollups.
+GRANTS = {
+    names.CLICKHOUSE_WRITER: (["GRANT ALL ON meterplane.*"], "default"),
+    names.CLICKHOUSE_READER: (["GRANT SELECT ON meterplane.counters"], READONLY_PROFILE),
+}
 
 
 def _hardened_pod(container: dict[str, Any], log_dir: str) -> dict[str, Any]:
@@ -100,6 +118,21 @@ def _zone_spread(selector: dict[str, str], hard: bool) -> list[dict[str, Any]]:
     ]
 
 
+def _users() -> dict[str, Any]:
+    """The client users of the installation (``configuration.users``, flattened keys)."""
+    users: dict[str, Any] = {}
+    for user, (grants, profile) in GRANTS.items():
+        users[f"{user}/password"] = {
+            "valueFrom": {"secretKeyRef": {"name": names.CLICKHOUSE_SECRET, "key": user}}
+        }
+        # Reachable from any pod address: the password, the grants and the namespaces'
+        # egress policies decide who gets in, not the pod IPs the operator cannot foresee.
+        users[f"{user}/networks/ip"] = ["0.0.0.0/0", "::/0"]
+        users[f"{user}/grants/query"] = grants
+        users[f"{user}/profile"] = profile
+    return users
+
+
 class ClickHouse(pulumi.ComponentResource):
     """Hot store of raw events and counters."""
 
@@ -110,10 +143,43 @@ class ClickHouse(pulumi.ComponentResource):
     ) -> None:
         super().__init__("meterplane:k8s:ClickHouse", name, None, opts)
         self._name = name
+        self.secrets = self._build_credentials(args)
         self.keeper = self._build_keeper(args)
         self.installation = self._build_installation(args)
-        self.url = names.CLICKHOUSE_URL
+        self.url = f"http://{names.CLICKHOUSE_HOST}"  # no credentials: see pods.clickhouse_env
         self.register_outputs({"url": self.url})
+
+    def _build_credentials(self, args: ClickHouseArgs) -> list[k8s.core.v1.Secret]:
+        """The users' passwords: in ``metering`` both, in ``shared`` the reader's only."""
+        passwords = {
+            user: random.RandomPassword(
+                f"{self._name}-{user.replace('_', '-')}-password",
+                length=PASSWORD_LENGTH,
+                special=False,  # safe inside the URL the workloads build from it
+                opts=pulumi.ResourceOptions(parent=self),
+            ).result
+            for user in GRANTS
+        }
+        placement = {
+            names.METERING_NAMESPACE: list(GRANTS),
+            names.SHARED_NAMESPACE: [names.CLICKHOUSE_READER],
+        }
+        return [
+            k8s.core.v1.Secret(
+                f"{self._name}-credentials-{namespace}",
+                metadata={
+                    "name": names.CLICKHOUSE_SECRET,
+                    "namespace": namespace,
+                    "labels": dict(args.labels),
+                },
+                type="Opaque",
+                string_data={user: passwords[user] for user in users},
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[args.operator] if args.operator else []
+                ),
+            )
+            for namespace, users in placement.items()
+        ]
 
     def _build_keeper(self, args: ClickHouseArgs) -> k8s.apiextensions.CustomResource:
         selector = {"clickhouse-keeper.altinity.com/chk": names.CLICKHOUSE_KEEPER}
@@ -197,6 +263,8 @@ class ClickHouse(pulumi.ComponentResource):
             spec={
                 "defaults": {"templates": {"dataVolumeClaimTemplate": "data"}},
                 "configuration": {
+                    "users": _users(),
+                    "profiles": {f"{READONLY_PROFILE}/readonly": "2"},
                     "zookeeper": {
                         "nodes": [
                             {
@@ -224,5 +292,5 @@ class ClickHouse(pulumi.ComponentResource):
                     "volumeClaimTemplates": [_volume_claim("data", args.volume)],
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.keeper]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.keeper, *self.secrets]),
         )

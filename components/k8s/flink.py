@@ -81,13 +81,15 @@ def flink_configuration(args: FlinkJobArgs) -> dict[str, pulumi.Input[str]]:
 
 def pod_template(args: FlinkJobArgs) -> dict[str, Any]:
     """Hardened job- and task-manager pods with the job's identity and egress labels."""
-    environment = pods.env(
-        {
-            "METERPLANE_KAFKA_BOOTSTRAP": args.kafka_bootstrap,
-            "METERPLANE_CLICKHOUSE_URL": args.clickhouse_url,
-            **({"ENABLE_BUILT_IN_PLUGINS": args.plugins} if args.plugins else {}),
-        }
-    )
+    environment = [
+        *pods.env(
+            {
+                "METERPLANE_KAFKA_BOOTSTRAP": args.kafka_bootstrap,
+                **({"ENABLE_BUILT_IN_PLUGINS": args.plugins} if args.plugins else {}),
+            }
+        ),
+        *pods.clickhouse_env(args.clickhouse_url, names.CLICKHOUSE_WRITER),
+    ]
     return {
         "metadata": {
             "labels": {

@@ -38,7 +38,7 @@ class SchemaMigrationArgs:
     """Which release migrates which ClickHouse, and how long it may take."""
 
     release: str
-    clickhouse_url: pulumi.Input[str]
+    clickhouse_url: str
     namespace: str = names.METERING_NAMESPACE
     # A ClickHouse cluster: the database is created Replicated (first creator decides).
     replicated: bool = False
@@ -75,9 +75,10 @@ class SchemaMigration(pulumi.ComponentResource):
             "imagePullPolicy": "IfNotPresent",
             # ClickHouse may still be starting on a first install: wait for it, then migrate.
             "args": ["migrate", "--wait", "600", *(["--replicated"] if args.replicated else [])],
-            "env": pods.env(
-                {"METERPLANE_CLICKHOUSE_URL": args.clickhouse_url, "METERPLANE_LOG_LEVEL": "INFO"}
-            ),
+            "env": [
+                *pods.env({"METERPLANE_LOG_LEVEL": "INFO"}),
+                *pods.clickhouse_env(args.clickhouse_url, names.CLICKHOUSE_WRITER),
+            ],
             "resources": pods.resources("250m", "256Mi"),
             "securityContext": pods.container_security_context(),
             "volumeMounts": [tmp_mount],

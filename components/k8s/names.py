@@ -22,7 +22,13 @@ CLICKHOUSE_INSTALLATION = "meterplane"
 CLICKHOUSE_CLUSTER = "events"
 CLICKHOUSE_KEEPER = "keeper"
 CLICKHOUSE_KEEPER_HOST = f"keeper-{CLICKHOUSE_KEEPER}.{METERING_NAMESPACE}.svc"
-CLICKHOUSE_URL = f"http://clickhouse-{CLICKHOUSE_INSTALLATION}.{METERING_NAMESPACE}.svc:8123"
+CLICKHOUSE_HOST = f"clickhouse-{CLICKHOUSE_INSTALLATION}.{METERING_NAMESPACE}.svc:8123"
+# ClickHouse users, each with a generated password in the ``clickhouse-credentials`` Secret
+# under the user's name: the writer (migrations, Flink, the archiver, entitlements) and a
+# read-only reader for the sync agent, the one workload that talks to the outside.
+CLICKHOUSE_WRITER = "meterplane"
+CLICKHOUSE_READER = "meterplane_sync"
+CLICKHOUSE_SECRET = "clickhouse-credentials"  # noqa: S105 a Secret's name, not a password
 
 # Service accounts that hold a cloud identity scoped to the archive bucket.
 ARCHIVER_SERVICE_ACCOUNT = "archiver"

@@ -84,6 +84,23 @@ def api_keys_env() -> dict[str, Any]:
     }
 
 
+def clickhouse_env(url: str, user: str) -> list[dict[str, Any]]:
+    """METERPLANE_CLICKHOUSE_URL as ``user``, with the password from the credentials Secret
+    (never a literal in the manifest): Kubernetes expands ``$(CLICKHOUSE_PASSWORD)`` from
+    the entry before it. The passwords are letters and digits, safe inside a URL."""
+    scheme, _, host = url.partition("://")
+    return [
+        {
+            "name": "CLICKHOUSE_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": names.CLICKHOUSE_SECRET, "key": user}},
+        },
+        {
+            "name": "METERPLANE_CLICKHOUSE_URL",
+            "value": f"{scheme}://{user}:$(CLICKHOUSE_PASSWORD)@{host}",
+        },
+    ]
+
+
 def scratch_volume() -> tuple[dict[str, Any], dict[str, Any]]:
     """A small writable /tmp, since the root filesystem is read-only."""
     return (

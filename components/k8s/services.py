@@ -38,6 +38,8 @@ class AppServiceArgs:
     memory: str = "1Gi"
     namespace: str = names.METERING_NAMESPACE
     api_keys: bool = True
+    # ClickHouse's URL, when the service reads or writes it (as the writer user).
+    clickhouse_url: str | None = None
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     # The stack's common labels (customer, environment, managed-by) for every object.
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -54,6 +56,7 @@ def app_container(
     cpu: str,
     memory: str,
     api_keys: bool,
+    clickhouse_url: str | None = None,
 ) -> dict[str, Any]:
     """The hardened app container running ``meterplane <command>``."""
     _, tmp_mount = pods.scratch_volume()
@@ -66,6 +69,8 @@ def app_container(
     )
     if api_keys:
         env_entries.append(pods.api_keys_env())
+    if clickhouse_url is not None:
+        env_entries += pods.clickhouse_env(clickhouse_url, names.CLICKHOUSE_WRITER)
     return {
         "name": command,
         "image": versions.app_image(release),
@@ -118,7 +123,13 @@ class AppService(pulumi.ComponentResource):
         args, selector = self._args, self._selector
         tmp_volume, _ = pods.scratch_volume()
         container = app_container(
-            args.command, args.release, args.environment, args.cpu, args.memory, args.api_keys
+            args.command,
+            args.release,
+            args.environment,
+            args.cpu,
+            args.memory,
+            args.api_keys,
+            args.clickhouse_url,
         )
         # On SIGTERM the server stops accepting and drains in-flight batches (25 s). The
         # Service keeps routing to the pod until the endpoint removal has propagated, so

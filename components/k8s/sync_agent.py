@@ -117,7 +117,6 @@ class SyncAgent(pulumi.ComponentResource):
             "METERPLANE_CONTROL_PLANE_URL": args.control_plane_url,
             "METERPLANE_CONTROL_PLANE_ENVIRONMENT": args.environment_id,
             "METERPLANE_DATA_DIR": f"{STATE_MOUNT}/state",
-            "METERPLANE_CLICKHOUSE_URL": names.CLICKHOUSE_URL,
         }
         if args.local_customer_data:
             # Catalog and subscriptions pushed by the control plane, materialized locally.
@@ -149,6 +148,8 @@ class SyncAgent(pulumi.ComponentResource):
                 "name": "METERPLANE_CONTROL_PLANE_TOKEN",
                 "valueFrom": {"secretKeyRef": {"name": CONTROL_PLANE_SECRET, "key": "token"}},
             },
+            # Read-only: the agent reads the rollups and nothing else (see ClickHouse).
+            *pods.clickhouse_env(f"http://{names.CLICKHOUSE_HOST}", names.CLICKHOUSE_READER),
         ]
         tmp_volume, _ = pods.scratch_volume()
         k8s.apps.v1.Deployment(

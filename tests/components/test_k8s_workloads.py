@@ -12,6 +12,7 @@ import pytest
 from components import versions
 from components.k8s import names
 from components.k8s.network_policies import KUBE_API_LABEL, OBJECT_STORE_LABEL
+from meterplane.plan._engine import SECRET_PLACEHOLDER
 from meterplane.plan.model import RenderedResource, RenderedStack
 from tests.infra.harness import DEV_STACK, STACKS, Rendered, check, k8s_objects, one, rendered
 
@@ -158,6 +159,80 @@ def test_clickhouse_replicas_across_zones_and_keeper_of_three(stack: Rendered) -
     return check(program.workloads.clickhouse.installation.id).apply(verify)
 
 
+def _clickhouse_clients(view: RenderedStack) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(namespace, object name, env) of every container that is given a ClickHouse URL."""
+    found = []
+    pods = [
+        (r, _containers(r)) for k in ("Deployment", "CronJob", "Job") for r in k8s_objects(view, k)
+    ]
+    flink = _cr(view, "FlinkDeployment")
+    pods.append((flink, flink.inputs["spec"]["podTemplate"]["spec"]["containers"]))
+    for resource, containers in pods:
+        for c in containers:
+            env = c.get("env", [])
+            if any(e["name"] == "METERPLANE_CLICKHOUSE_URL" for e in env):
+                meta = resource.inputs["metadata"]
+                found.append((meta["namespace"], meta["name"], env))
+    return found
+
+
+@pulumi.runtime.test
+def test_clickhouse_clients_have_their_own_users_and_secret_passwords(stack: Rendered) -> Any:
+    view, program = stack.view, stack.program
+    objects = program.workloads.clickhouse.secrets
+
+    def verify(values: list[Any]) -> None:
+        metas, datas = values[1 : 1 + len(objects)], values[1 + len(objects) :]
+        users = _cr(view, "ClickHouseInstallation").inputs["spec"]["configuration"]["users"]
+        assert not [k for k in users if k.startswith("default/")]  # the operator's, untouched
+        for user in (names.CLICKHOUSE_WRITER, names.CLICKHOUSE_READER):
+            ref = {"name": names.CLICKHOUSE_SECRET, "key": user}
+            assert users[f"{user}/password"] == {"valueFrom": {"secretKeyRef": ref}}
+        assert users["meterplane_sync/grants/query"] == ["GRANT SELECT ON meterplane.counters"]
+        assert users["meterplane/grants/query"] == ["GRANT ALL ON meterplane.*"]
+        profiles = _cr(view, "ClickHouseInstallation").inputs["spec"]["configuration"]["profiles"]
+        assert profiles[f"{users['meterplane_sync/profile']}/readonly"] == "2"
+        # The Secrets: both passwords in metering, only the reader's in shared; the plan
+        # shows them masked, the program's values are the generated passwords.
+        for r in k8s_objects(view, "Secret"):
+            if r.inputs["metadata"]["name"] == names.CLICKHOUSE_SECRET:
+                assert r.inputs["stringData"] == SECRET_PLACEHOLDER
+        secrets = {meta["namespace"]: data for meta, data in zip(metas, datas, strict=True)}
+        assert {ns: sorted(data) for ns, data in secrets.items()} == {
+            "metering": ["meterplane", "meterplane_sync"],
+            "shared": ["meterplane_sync"],
+        }
+        passwords = [v for data in secrets.values() for v in data.values()]
+        assert all(len(p) == 32 and p.isalnum() for p in passwords)
+        assert secrets["metering"]["meterplane_sync"] == secrets["shared"]["meterplane_sync"]
+        assert secrets["metering"]["meterplane"] != secrets["metering"]["meterplane_sync"]
+        # Every client: its user's password from its own namespace's Secret, defined before
+        # the URL that expands it; the writer in metering, the reader (sync agent) in shared.
+        clients = _clickhouse_clients(view)
+        expected = {"migrate", "archive", "aggregate", "sync"}
+        if program.config.features.entitlements:
+            expected.add("entitlements")
+        assert {name.split("-")[0] for _, name, _ in clients} == expected
+        for namespace, name, env in clients:
+            names_in_order = [e["name"] for e in env]
+            url = env[names_in_order.index("METERPLANE_CLICKHOUSE_URL")]["value"]
+            password = env[names_in_order.index("CLICKHOUSE_PASSWORD")]
+            assert names_in_order.index("CLICKHOUSE_PASSWORD") < names_in_order.index(
+                "METERPLANE_CLICKHOUSE_URL"
+            ), name
+            user = password["valueFrom"]["secretKeyRef"]["key"]
+            assert user == ("meterplane_sync" if namespace == "shared" else "meterplane"), name
+            assert password["valueFrom"]["secretKeyRef"]["name"] == names.CLICKHOUSE_SECRET
+            assert user in secrets[namespace], (name, namespace)
+            assert url == f"http://{user}:$(CLICKHOUSE_PASSWORD)@{names.CLICKHOUSE_HOST}", name
+
+    return check(
+        program.workloads.clickhouse.installation.id,
+        *[s.metadata for s in objects],
+        *[s.string_data for s in objects],
+    ).apply(verify)
+
+
 @pulumi.runtime.test
 def test_sync_agent_network_policy_denies_ingress_and_limits_egress(stack: Rendered) -> Any:
     view, cfg = stack.view, stack.program.config
@@ -206,7 +281,9 @@ def test_sync_agent_network_policy_denies_ingress_and_limits_egress(stack: Rende
         env = {
             e["name"]: e for e in agent.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
         }
-        assert env["METERPLANE_CLICKHOUSE_URL"]["value"].startswith("http://clickhouse-")
+        assert env["METERPLANE_CLICKHOUSE_URL"]["value"].startswith(
+            "http://meterplane_sync:$(CLICKHOUSE_PASSWORD)@clickhouse-"
+        )
         assert env["METERPLANE_CONTROL_PLANE_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "token"
 
     return check(stack.program.workloads.sync_agent.network_policy.id).apply(verify)
@@ -375,7 +452,7 @@ def test_archiver_exports_to_the_bucket_under_the_key(stack: Rendered) -> Any:
         assert pod["serviceAccountName"] == names.ARCHIVER_SERVICE_ACCOUNT
         (container,) = pod["containers"]
         assert container["args"] == ["archive"]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["METERPLANE_ARCHIVE_URL"] == f"{archive_url}/events"
         assert env["METERPLANE_ARCHIVE_KMS_KEY"] == kms_key
         assert env["METERPLANE_HOT_RETENTION_DAYS"] == str(cfg.archive.hot_retention_days)

@@ -177,3 +177,58 @@ def test_public_load_balancers_fail() -> None:
     assert found[0].startswith("Service svc-LoadBalancer is a public LoadBalancer")
     assert found[1] == "LoadBalancer lb is internet-facing (internal is not true)"
     assert_level_override("no-public-load-balancer", resources)
+
+
+# --- clickhouse-users-authenticated ----------------------------------------------------
+
+
+def installation(users: dict[str, Any]) -> Any:
+    return res(
+        "kubernetes:clickhouse.altinity.com/v1:ClickHouseInstallation",
+        "chi",
+        {"spec": {"configuration": {"users": users}}},
+    )
+
+
+SECRET_REF = {"valueFrom": {"secretKeyRef": {"name": "clickhouse-credentials", "key": "app"}}}
+
+
+def test_users_with_secret_passwords_or_local_networks_pass() -> None:
+    resources = [
+        installation(
+            {
+                "app/password": SECRET_REF,
+                "app/networks/ip": ["0.0.0.0/0", "::/0"],
+                "reader": {"password_sha256_hex": SECRET_REF, "networks": {"ip": "::/0"}},
+                "legacy/k8s_secret_password": "clickhouse-credentials/legacy",
+                "legacy/networks/ip": "::/0",
+                "local/networks/ip": ["127.0.0.1", "10.0.0.0/8"],  # no password, not open
+            }
+        ),
+        installation({}),
+    ]
+    assert messages("clickhouse-users-authenticated", resources) == []
+
+
+def test_plaintext_passwords_and_open_users_without_one_fail() -> None:
+    resources = [
+        installation(
+            {
+                "app/password": "hunter2",
+                "app/networks/ip": "::/0",
+                "ops": {"password_sha256_hex": "716b36073a90c6fe", "networks": {"ip": ["::/0"]}},
+                "open/networks/ip": ["0.0.0.0/0"],
+                "open/profile": "default",
+            }
+        )
+    ]
+    found = messages("clickhouse-users-authenticated", resources)
+    assert found == [
+        "ClickHouseInstallation chi: user app's password is written in the manifest; "
+        "reference a Secret (valueFrom.secretKeyRef)",
+        "ClickHouseInstallation chi: user open accepts connections from any address "
+        "with no password",
+        "ClickHouseInstallation chi: user ops's password_sha256_hex is written in the "
+        "manifest; reference a Secret (valueFrom.secretKeyRef)",
+    ]
+    assert_level_override("clickhouse-users-authenticated", resources)

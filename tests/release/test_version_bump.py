@@ -158,7 +158,9 @@ def test_the_migration_job_runs_before_every_app_workload() -> None:
     parsed = parser.parse_args(container["args"][1:])
     assert parsed.wait > 0
     assert parsed.replicated  # prod ClickHouse is a replicated cluster
-    assert {"name": "METERPLANE_CLICKHOUSE_URL", "value": names.CLICKHOUSE_URL} in container["env"]
+    # Migrations own the schema: they connect as the writer, never as the read-only user.
+    url = f"http://{names.CLICKHOUSE_WRITER}:$(CLICKHOUSE_PASSWORD)@{names.CLICKHOUSE_HOST}"
+    assert {"name": "METERPLANE_CLICKHOUSE_URL", "value": url} in container["env"]
     # ... and the Job itself waits for ClickHouse.
     _, job_deps = recorder.by_name[job.name]
     (chi,) = rendered.of_type("kubernetes:clickhouse.altinity.com/v1:ClickHouseInstallation")

@@ -125,6 +125,11 @@ class PlanMocks(Mocks):
             resource_id, state = self._azure(typ, name, inputs)
         elif typ.startswith("kubernetes:"):
             resource_id, state = self._kubernetes(typ, name, inputs)
+        elif typ == "random:index/randomPassword:RandomPassword":
+            # Letters and digits from the name: the shape of a real one, never a real one.
+            length = int(inputs.get("length", 16))
+            text = (_digest(typ, name, length=64) * (length // 64 + 1))[:length]
+            resource_id, state = "none", {**inputs, "result": text}
         else:
             resource_id, state = f"{name}-{_digest(typ, name, length=8)}", inputs
         with self._lock:
