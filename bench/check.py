@@ -7,12 +7,16 @@ traffic, after a warm-up at the same rate that opens its connections; latency co
 the scheduled send time, so queueing is not hidden. The baseline, in the same run and
 alternating with it round by round: the same load against ``_bare_http.py``, a Python
 server that does nothing but answer (the floor this machine and client impose).
-Several rounds; medians. Run: ``python bench/check.py [--quick] [--rate N]``.
+``cpu_us_per_check``: the server process's CPU time (user + system, ``/proc/<pid>/stat``)
+over a round, warm-up included, divided by the checks sent in it; ``baseline_cpu_us_per_check``
+the same for the bare server. Steadier than a p99 on a noisy machine, and what a p99 at a
+fixed rate grows with. Several rounds; medians. Run: ``python bench/check.py [--quick] [--rate N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,12 +28,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
-from _common import emit, median, pct, run_loadgen, serve, write_bodies
+from _common import emit, median, pct, run_loadgen, write_bodies
 
 from meterplane.core.catalog import load_catalog
 from meterplane.core.timeutil import now_us
 from meterplane.entitlements.decide import Decider
-from meterplane.localplane import free_port
+from meterplane.localplane import ServeProcess, free_port
 from meterplane.simulate import CUSTOMERS, generate
 
 FEATURES = ("api-calls", "tokens", "active-users", "seats", "sso", "storage-gb")
@@ -52,9 +56,16 @@ def inprocess_p99_us(n: int) -> tuple[float, float]:
     return pct(samples, 0.5), pct(samples, 0.99)
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def _bare_server() -> Iterator[str]:
-    """``_bare_http.py`` in its own process; yields its base URL."""
+def _bare_server() -> Iterator[tuple[str, int]]:
+    """``_bare_http.py`` in its own process; yields its base URL and pid."""
     port = free_port()
     script = Path(__file__).resolve().parent / "_bare_http.py"
     proc = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.PIPE)
@@ -62,7 +73,7 @@ def _bare_server() -> Iterator[str]:
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != b"ready":
             raise SystemExit("_bare_http.py did not start")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -77,9 +88,10 @@ def main() -> None:
     ip50, ip99 = inprocess_p99_us(20_000 if args.quick else 100_000)
     catalog = load_catalog()
     traffic = generate(catalog, now_us(), n_events=20_000)
-    p50s, p99s, rates, ok, base_p99s = [], [], [], [], []
-    warmup = "1s" if args.quick else "2s"
-    with tempfile.TemporaryDirectory() as tmp, _bare_server() as bare:
+    p50s, p99s, rates, ok, base_p99s, cpus, base_cpus = [], [], [], [], [], [], []
+    warmup_s = 1 if args.quick else 2
+    sent = args.rate * (warmup_s + seconds)  # open loop: what the server answers per round
+    with tempfile.TemporaryDirectory() as tmp, _bare_server() as (bare, bare_pid):
         work = Path(tmp)
         write_bodies(work / "bodies.bin", traffic.event_batches)
         paths = work / "paths.txt"
@@ -90,16 +102,22 @@ def main() -> None:
                 for f in FEATURES
             )
         )
-        with serve(work / "plane") as (base, key):
+        with ServeProcess(work / "plane") as plane:
+            base, key = plane.base_url, plane.api_key
+            assert plane.proc is not None
             for body in traffic.event_batches:
                 httpx.post(f"{base}/api/v1/events", content=body, headers={"X-API-KEY": key})
             for _ in range(rounds):
-                load = ["-paths", str(paths), "-rate", str(args.rate), "-warmup", warmup]
+                load = ["-paths", str(paths), "-rate", str(args.rate), "-warmup", f"{warmup_s}s"]
                 load += ["-duration", f"{seconds}s", "-header", f"X-API-KEY:{key}"]
+                used = cpu_s(bare_pid)
                 floor = run_loadgen("get", "-base", bare, *load)
+                base_cpus.append((cpu_s(bare_pid) - used) / sent * 1e6)
                 base_p99s.append(floor["p99_ms"])
                 print(f"baseline round: {floor}", file=sys.stderr)
+                used = cpu_s(plane.proc.pid)
                 res = run_loadgen("get", "-base", base, *load)
+                cpus.append((cpu_s(plane.proc.pid) - used) / sent * 1e6)
                 p50s.append(res["p50_ms"])
                 p99s.append(res["p99_ms"])
                 rates.append(res["rps"])
@@ -117,6 +135,8 @@ def main() -> None:
             "http_checks_per_s": round(median(rates)),
             "baseline_p99_ms": round(median(base_p99s), 3),
             "p99_ratio_to_baseline": round(median(p99s) / median(base_p99s), 2),
+            "cpu_us_per_check": round(median(cpus), 1),
+            "baseline_cpu_us_per_check": round(median(base_cpus), 1),
             "all_200": all(ok),
         }
     )

@@ -8,12 +8,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from meterplane.http.app import FastCheck, create_app
 from meterplane.http.server import http_config
@@ -29,20 +31,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(plane: EmbeddedPlane) -> Iterator[tuple[str, EmbeddedPlane]]:
-    app = create_app(plane.buffer, plane.decider, (API_KEY,))
+@contextmanager
+def _serving(app: FastAPI, keep_alive_s: float | None = None) -> Iterator[int]:
+    """uvicorn serving ``app`` as ``serve`` does, in a thread; yields the port."""
     port = _free_port()
-    srv = uvicorn.Server(http_config(app, "127.0.0.1", port, "warning"))
+    config = http_config(app, "127.0.0.1", port, "warning")
+    if keep_alive_s is not None:
+        config.timeout_keep_alive = keep_alive_s  # type: ignore[assignment]
+    srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not srv.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", plane
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield port
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def served(plane: EmbeddedPlane) -> Iterator[tuple[str, EmbeddedPlane, FastAPI]]:
+    app = create_app(plane.buffer, plane.decider, (API_KEY,))
+    with _serving(app) as port:
+        yield f"http://127.0.0.1:{port}", plane, app
+
+
+@pytest.fixture
+def server(served: tuple[str, EmbeddedPlane, FastAPI]) -> tuple[str, EmbeddedPlane]:
+    base, plane, _ = served
+    return base, plane
 
 
 @pytest.fixture
@@ -57,6 +77,24 @@ def app_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(FastCheck, "__call__", spy)
     return calls
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths of the checks read from scratch (not recalled from their exact bytes)."""
+    calls: list[str] = []
+    original = FastCheck.route
+
+    def spy(self: FastCheck, path: str, query: bytes, headers: Any) -> Any:
+        calls.append(path)
+        return original(self, path, query, headers)
+
+    monkeypatch.setattr(FastCheck, "route", spy)
+    return calls
+
+
+def _get(path: str, key: str = API_KEY, extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}X-API-KEY: {key}\r\n\r\n".encode()
 
 
 def _read_responses(sock: socket.socket, n: int) -> list[tuple[int, dict[str, str], bytes]]:
@@ -116,15 +154,12 @@ def test_pipelined_requests_are_answered_in_order(server: tuple[str, EmbeddedPla
     base, _ = server
     port = int(base.rsplit(":", 1)[1])
 
-    def get(path: str, key: str = API_KEY) -> bytes:
-        return f"GET {path} HTTP/1.1\r\nHost: x\r\nX-API-KEY: {key}\r\n\r\n".encode()
-
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(
-            get(CHECK.format("acme", "sso"))
-            + get(CHECK.format("acme", "sso"), key="nope")
-            + get("/livez")
-            + get(CHECK.format("globex", "api-calls"))
+            _get(CHECK.format("acme", "sso"))
+            + _get(CHECK.format("acme", "sso"), key="nope")
+            + _get("/livez")
+            + _get(CHECK.format("globex", "api-calls"))
         )
         responses = _read_responses(sock, 4)
     assert [status for status, _, _ in responses] == [200, 401, 200, 200]
@@ -168,3 +203,125 @@ def test_query_parsing_matches_the_standard_library(query: bytes) -> None:
     from meterplane.http.app import _query  # noqa: PLC0415 - a private helper under test
 
     assert _query(query) == dict(parse_qsl(query.decode(), keep_blank_values=True))
+
+
+def _ask(sock: socket.socket, request: bytes) -> tuple[int, dict[str, Any]]:
+    sock.sendall(request)
+    [(status, _, body)] = _read_responses(sock, 1)
+    return status, msgspec.json.decode(body)
+
+
+def test_a_repeated_check_is_read_once_and_decided_afresh(
+    served: tuple[str, EmbeddedPlane, FastAPI], parsed: list[str], app_calls: list[str]
+) -> None:
+    base, plane, _ = served
+    port = int(base.rsplit(":", 1)[1])
+    request = _get(CHECK.format("acme", "api-calls"))
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        status, before = _ask(sock, request)
+        assert status == 200
+        event = {"customerId": "acme", "eventName": "api_call", "idempotencyKey": "r1"}
+        with httpx.Client(base_url=base, headers={"X-API-KEY": API_KEY}) as client:
+            assert client.post("/api/v1/events", json={"events": [event]}).status_code == 202
+        plane.aggregator.drain()
+        status, after = _ask(sock, request)
+    assert status == 200
+    assert after["currentUsage"] == before["currentUsage"] + 1  # decided now, not recalled
+    assert parsed == ["/api/v1/customers/acme/entitlements/check"]  # read once
+    assert app_calls == ["/api/v1/events"]
+
+
+def test_rotated_keys_forget_what_requests_were_found_to_ask(
+    served: tuple[str, EmbeddedPlane, FastAPI], app_calls: list[str]
+) -> None:
+    base, _, app = served
+    port = int(base.rsplit(":", 1)[1])
+    request = _get(CHECK.format("acme", "sso"))
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        assert _ask(sock, request)[0] == 200
+        app.state.auth.set_keys(("a-rotated-key-of-sufficient-length",))
+        status, body = _ask(sock, request)
+    assert status == 401
+    assert body["error"]["code"] == "unauthorized"
+    assert app_calls == ["/api/v1/customers/acme/entitlements/check"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        _get(CHECK.format("acme", "sso"), extra="Connection: keep-alive\r\n"),
+        _get(CHECK.format("acme", "sso"), extra="Content-Length: 0\r\n"),
+        _get(CHECK.format("acme", "sso"), extra="Accept: */*\r\n").replace(
+            b"X-API-KEY", b"x-api-key"
+        ),
+        _get(CHECK.format("acme", "sso")).replace(b"X-API-KEY: ", b"X-API-KEY:\t "),
+        _get(CHECK.format("acme", "sso") + "&requestedUsage=2&resourceId=r%201"),
+    ],
+    ids=["connection-header", "content-length", "lower-case-name", "tab-before-value", "query"],
+)
+def test_checks_in_other_shapes_get_the_same_answer(
+    server: tuple[str, EmbeddedPlane], request_bytes: bytes, app_calls: list[str]
+) -> None:
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        status, body = _ask(sock, request_bytes)
+    assert status == 200
+    assert body["customerId"] == "acme"
+    assert body["featureId"] == "sso"
+    assert body["isGranted"] is True
+    assert app_calls == []
+
+
+def test_a_check_split_across_reads_is_answered_once(server: tuple[str, EmbeddedPlane]) -> None:
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    request = _get(CHECK.format("acme", "sso"))
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for cut in (10, 40, len(request) - 2):
+            sock.sendall(request[:cut])
+            time.sleep(0.05)  # let the server read the first part on its own
+            sock.sendall(request[cut:])
+            [(status, _, body)] = _read_responses(sock, 1)
+            assert status == 200
+            assert msgspec.json.decode(body)["featureId"] == "sso"
+        sock.sendall(_get("/livez"))
+        assert _read_responses(sock, 1)[0][0] == 200  # nothing left over in between
+
+
+def test_bytes_that_continue_a_request_are_never_read_as_a_new_one(
+    server: tuple[str, EmbeddedPlane],
+) -> None:
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"GET /livez HTTP/1.1\r\nX-Note: ")
+        time.sleep(0.05)
+        # On its own this read is a whole check; here it is the rest of the /livez request.
+        sock.sendall(_get(CHECK.format("acme", "sso")))
+        [(status, _, body)] = _read_responses(sock, 1)
+    assert status == 200
+    assert "customerId" not in msgspec.json.decode(body)
+
+
+def test_keep_alive_lasts_while_checks_flow_and_ends_when_they_stop(plane: EmbeddedPlane) -> None:
+    app = create_app(plane.buffer, plane.decider, (API_KEY,))
+    with (
+        _serving(app, keep_alive_s=0.6) as port,
+        socket.create_connection(("127.0.0.1", port)) as sock,
+    ):
+        check = _get(CHECK.format("acme", "sso"))
+        started = time.monotonic()
+        for i in range(12):  # 1.8 s of checks, 0.15 s apart: three times the keep-alive
+            if i == 6:
+                sock.sendall(_get("/livez"))  # one request of uvicorn's own in between
+                assert _read_responses(sock, 1)[0][0] == 200
+            assert _ask(sock, check)[0] == 200
+            time.sleep(0.15)
+        assert time.monotonic() - started > 1.2
+        sock.settimeout(5)
+        idle = time.monotonic()
+        assert sock.recv(1) == b""  # closed by the server once idle
+        assert 0.3 < time.monotonic() - idle < 2.5

@@ -101,12 +101,14 @@ class Auth:
     def __init__(self, keys: tuple[str, ...]) -> None:
         self._keys: list[bytes] = []
         self.required = False
+        self.generation = 0  # bumped on every change: what was accepted before may not be
         self.set_keys(keys)
 
     def set_keys(self, keys: tuple[str, ...]) -> None:
         """Replace the accepted keys (the sync agent applies rotations from governance)."""
         self._keys = [k.encode() for k in keys]
         self.required = bool(keys)
+        self.generation += 1
 
     def __call__(self, given: str | None) -> None:
         if not self.required:
@@ -156,24 +158,62 @@ def _query(query: bytes) -> dict[str, str]:
     return {name: value for name, _, value in (p.partition("=") for p in text.split("&") if p)}
 
 
+# What a well-formed, authorized check asks: (customer, feature, requested usage, resource).
+CheckRoute = tuple[str, str, float | int, str | None]
+_MAX_ROUTES = 10_000
+
+
 class FastCheck:
     """ASGI fast path for ``GET .../entitlements/check``, the hottest request.
 
     It answers only well-formed, authorized requests; anything else (a bad key, a missing
     or invalid parameter) goes on to the FastAPI route, so every error keeps one shape
     and one place. The decision and its encoding are the same objects either way.
+
+    ``remember``/``recall`` keep what the exact bytes of a whole request were found to ask
+    (its route), so a client repeating a check is not parsed again; the decision itself is
+    made afresh every time. Routes are forgotten when the accepted keys change.
     """
 
     def __init__(self, app: Any, decider: Decider, auth: Auth) -> None:
         self.app = app
         self.decider = decider
         self.auth = auth
+        self._routes: dict[bytes, CheckRoute] = {}
+        self._generation = auth.generation
+
+    def recall(self, request: bytes) -> CheckRoute | None:
+        """The route of a request seen before under the same keys, if any."""
+        if self._generation != self.auth.generation:
+            self._routes = {}
+            self._generation = self.auth.generation
+            return None
+        return self._routes.get(request)
+
+    def remember(self, request: bytes, route: CheckRoute) -> None:
+        """Keep the route of a whole request (bounded: ids come from requests)."""
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes = {}
+        self._routes[request] = route
 
     def answer(
         self, path: str, query: bytes, headers: Sequence[tuple[bytes, bytes]]
     ) -> bytes | None:
         """The JSON body of a check's 200, or None when the request is not a well-formed,
         authorized check (``path`` is percent-decoded; header names are lower case)."""
+        route = self.route(path, query, headers)
+        return None if route is None else self.respond(route)
+
+    def respond(self, route: CheckRoute) -> bytes:
+        """Decide now and encode the answer."""
+        decision = self.decider.check(*route)
+        (_GRANTED if decision.isGranted else _DENIED).inc()
+        return _encode(decision)
+
+    def route(
+        self, path: str, query: bytes, headers: Sequence[tuple[bytes, bytes]]
+    ) -> CheckRoute | None:
+        """What a well-formed, authorized check asks, or None."""
         if not (path.startswith(_CHECK_PREFIX) and path.endswith(_CHECK_SUFFIX)):
             return None
         customer = path[len(_CHECK_PREFIX) : -len(_CHECK_SUFFIX)]
@@ -201,9 +241,7 @@ class FastCheck:
                 return None
             if requested.is_integer():
                 requested = int(requested)
-        decision = self.decider.check(customer, feature, requested, resource)
-        (_GRANTED if decision.isGranted else _DENIED).inc()
-        return _encode(decision)
+        return customer, feature, requested, resource
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
