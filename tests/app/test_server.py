@@ -16,6 +16,7 @@ import msgspec
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from meterplane.http.app import FastCheck, create_app
 from meterplane.http.server import http_config
@@ -325,3 +326,32 @@ def test_keep_alive_lasts_while_checks_flow_and_ends_when_they_stop(plane: Embed
         idle = time.monotonic()
         assert sock.recv(1) == b""  # closed by the server once idle
         assert 0.3 < time.monotonic() - idle < 2.5
+
+
+def _decisions(client: httpx.Client) -> dict[str, float]:
+    """``meterplane_entitlement_checks_total`` by ``granted``, as scraped."""
+    out = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        if family.name == "meterplane_entitlement_checks":
+            out = {s.labels["granted"]: s.value for s in family.samples}
+    return out
+
+
+def test_decisions_are_counted_in_the_metrics_whichever_path_answers(
+    server: tuple[str, EmbeddedPlane],
+) -> None:
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    with httpx.Client(base_url=base, headers={"X-API-KEY": API_KEY}) as client:
+        before = _decisions(client)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            for _ in range(3):
+                assert _ask(sock, _get(CHECK.format("acme", "sso")))[1]["isGranted"] is True
+            assert _ask(sock, _get(CHECK.format("nobody", "sso")))[1]["isGranted"] is False
+        with socket.create_connection(("127.0.0.1", port)) as sock:  # HTTP/1.0: via the app
+            http10 = f"GET {CHECK.format('acme', 'sso')} HTTP/1.0\r\nX-API-KEY: {API_KEY}\r\n\r\n"
+            sock.sendall(http10.encode())
+            assert _read_responses(sock, 1)[0][0] == 200
+        after = _decisions(client)
+    assert after["true"] - before.get("true", 0) == 4
+    assert after["false"] - before.get("false", 0) == 1
