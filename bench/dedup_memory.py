@@ -1,0 +1,88 @@
+"""Memory of the embedded aggregator's dedup set: bytes per remembered identity.
+
+``serve`` drops a later copy of an event by remembering every (customerId, idempotencyKey)
+it counted within ``METERPLANE_DEDUP_WINDOW_S`` (24 h by default), in memory. This counts
+events through ``Aggregator._apply`` exactly as ``serve`` does, then measures (with
+``tracemalloc``) what stays allocated once the frames, the queued raw rows and the
+counters are gone: the set. Two key shapes: the demo's short keys, and 36-character UUIDs
+as many clients send. ``identities_per_gib`` and ``events_per_s_per_gib_24h`` turn that
+into sizing: how fast an install may ingest, on average, per GiB kept for the set.
+Run: ``python bench/dedup_memory.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import tracemalloc
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import msgspec
+from _common import emit
+
+from meterplane.aggregate.aggregator import Aggregator
+from meterplane.core.catalog import load_catalog
+from meterplane.core.model import TimeWindow, decode_events
+from meterplane.core.timeutil import now_us
+from meterplane.ingest.buffer import KIND_EVENTS, Frame
+from meterplane.simulate import generate
+
+GIB = 1 << 30
+
+
+def _with_uuid_keys(body: bytes) -> bytes:
+    batch = msgspec.json.decode(body)
+    for event in batch["events"]:
+        event["idempotencyKey"] = str(uuid.uuid4())
+    return msgspec.json.encode(batch)
+
+
+def bytes_per_identity(bodies: list[bytes]) -> float:
+    """Bytes the dedup set holds per identity after counting ``bodies``."""
+    catalog = load_catalog()
+    with tempfile.TemporaryDirectory() as tmp:
+        gc.collect()
+        tracemalloc.start()
+        agg = Aggregator(None, None, catalog, Path(tmp))  # type: ignore[arg-type]
+        base = tracemalloc.get_traced_memory()[0]
+        received = now_us()
+        for i, body in enumerate(bodies):
+            items = decode_events(body, received, TimeWindow())
+            agg.hint((i + 1) * len(body), items)
+            agg._apply(Frame(i * len(body), (i + 1) * len(body), KIND_EVENTS, received, body))
+            del items
+        agg._rows = {}  # the raw rows a checkpoint would have stored
+        agg.book = None  # type: ignore[assignment] # the counters, not the set
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        return held / len(agg.seen)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a run under 30 s")
+    args = parser.parse_args()
+    n = 50_000 if args.quick else 200_000
+    traffic = generate(load_catalog(), now_us(), n_events=n, late_share=0.0)
+    demo = bytes_per_identity(traffic.event_batches)
+    uuids = bytes_per_identity([_with_uuid_keys(b) for b in traffic.event_batches])
+    emit(
+        {
+            "bench": "dedup_memory",
+            "identities": n,
+            "bytes_per_identity_demo_keys": round(demo),
+            "bytes_per_identity_uuid_keys": round(uuids),
+            "identities_per_gib_uuid_keys": round(GIB / uuids),
+            "events_per_s_per_gib_24h_uuid_keys": round(GIB / uuids / 86_400, 1),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
