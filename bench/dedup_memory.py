@@ -7,6 +7,8 @@ events through ``Aggregator._apply`` exactly as ``serve`` does, then measures (w
 counters are gone: the set. Two key shapes: the demo's short keys, and 36-character UUIDs
 as many clients send. ``identities_per_gib`` and ``events_per_s_per_gib_24h`` turn that
 into sizing: how fast an install may ingest, on average, per GiB kept for the set.
+``evict_us_per_identity_*``: forgetting a window's worth of expired identities, for two
+window sizes; equal figures mean the work grows linearly with what is forgotten.
 Run: ``python bench/dedup_memory.py [--quick]``.
 """
 
@@ -16,6 +18,7 @@ import argparse
 import gc
 import sys
 import tempfile
+import time
 import tracemalloc
 import uuid
 from pathlib import Path
@@ -64,6 +67,22 @@ def bytes_per_identity(bodies: list[bytes]) -> float:
         return held / len(agg.seen)
 
 
+def evict_us_per_identity(n: int) -> float:
+    """Microseconds per identity to forget ``n`` expired ones, in 1,000-event frames."""
+    with tempfile.TemporaryDirectory() as tmp:
+        agg = Aggregator(None, None, load_catalog(), Path(tmp))  # type: ignore[arg-type]
+        old = now_us() - 2 * agg.window_us
+        for _ in range(n // 1000):
+            idents = [("acme", str(uuid.uuid4())) for _i in range(1000)]
+            agg.seen.update(dict.fromkeys(idents, old))
+            agg._arrivals.append((old, idents))
+        started = time.perf_counter()
+        agg._evict_seen()
+        elapsed = time.perf_counter() - started
+        assert not agg.seen
+        return elapsed / n * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a run under 30 s")
@@ -72,6 +91,7 @@ def main() -> None:
     traffic = generate(load_catalog(), now_us(), n_events=n, late_share=0.0)
     demo = bytes_per_identity(traffic.event_batches)
     uuids = bytes_per_identity([_with_uuid_keys(b) for b in traffic.event_batches])
+    small, large = (evict_us_per_identity(k * n) for k in (1, 4))
     emit(
         {
             "bench": "dedup_memory",
@@ -80,6 +100,8 @@ def main() -> None:
             "bytes_per_identity_uuid_keys": round(uuids),
             "identities_per_gib_uuid_keys": round(GIB / uuids),
             "events_per_s_per_gib_24h_uuid_keys": round(GIB / uuids / 86_400, 1),
+            f"evict_us_per_identity_{n}": round(small, 3),
+            f"evict_us_per_identity_{4 * n}": round(large, 3),
         }
     )
 

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from meterplane.http.app import FastCheck, create_app
 from meterplane.http.server import http_config
 from meterplane.plane import EmbeddedPlane
-from tests.app.conftest import API_KEY
+from tests.app.conftest import API_KEY, Api
 
 CHECK = "/api/v1/customers/{}/entitlements/check?featureId={}"
 
@@ -224,7 +224,7 @@ def test_a_repeated_check_is_read_once_and_decided_afresh(
         event = {"customerId": "acme", "eventName": "api_call", "idempotencyKey": "r1"}
         with httpx.Client(base_url=base, headers={"X-API-KEY": API_KEY}) as client:
             assert client.post("/api/v1/events", json={"events": [event]}).status_code == 202
-        plane.aggregator.drain()
+        Api(plane).settle()  # the aggregator thread has applied it
         status, after = _ask(sock, request)
     assert status == 200
     assert after["currentUsage"] == before["currentUsage"] + 1  # decided now, not recalled

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,11 @@ class Aggregator:
         self.pos = 0
         self._checkpointed = -1  # nothing written yet: the first checkpoint always writes
         self.seen: dict[tuple[str, str], int] = {}
+        # The identities in ``seen`` in arrival order, a frame's worth at a time: eviction
+        # pops whole frames off the front and deletes their identities by key. (Taking the
+        # dict's first key again and again instead scans every entry deleted before it:
+        # quadratic, and hours of work per checkpoint once a full window expires.)
+        self._arrivals: deque[tuple[int, list[tuple[str, str]]]] = deque()
         self._rows: dict[str, list[Any]] = {c: [] for c in EVENT_COLUMNS}
         self._last_checkpoint = time.monotonic()
         self._stop = threading.Event()
@@ -131,7 +137,15 @@ class Aggregator:
             customers = table.column("customer_id").to_pylist()
             keys = table.column("idempotency_key").to_pylist()
             times = table.column("t").to_pylist()
-            self.seen = {(c, k): t for c, k, t in zip(customers, keys, times, strict=True)}
+            seen: dict[tuple[str, str], int] = {}
+            arrivals: deque[tuple[int, list[tuple[str, str]]]] = deque()
+            for ident, t in zip(zip(customers, keys, strict=True), times, strict=True):
+                seen[ident] = t
+                if arrivals and arrivals[-1][0] == t:
+                    arrivals[-1][1].append(ident)
+                else:
+                    arrivals.append((t, [ident]))
+            self.seen, self._arrivals = seen, arrivals
 
     def start(self) -> None:
         """Recover, then run in a background thread."""
@@ -218,11 +232,15 @@ class Aggregator:
             kind = "usage"
         customers = [it.customerId for it in items]
         fresh = []
+        added = []
         for i, ident in enumerate(zip(customers, keys, strict=True)):
             if ident in seen:
                 continue
             seen[ident] = received
             fresh.append(i)
+            added.append(ident)
+        if added:
+            self._arrivals.append((received, added))
         n = len(fresh)
         new: Sequence[Any] = items
         if n < len(items):  # duplicates: keep only the first copies (most batches have none)
@@ -283,10 +301,9 @@ class Aggregator:
         self._last_checkpoint = time.monotonic()
 
     def _evict_seen(self) -> None:
+        """Forget identities that arrived before the dedup window (a frame at a time)."""
         cutoff = now_us() - self.window_us
-        seen = self.seen
-        while seen:
-            first = next(iter(seen))
-            if seen[first] >= cutoff:
-                break
-            del seen[first]
+        seen, arrivals = self.seen, self._arrivals
+        while arrivals and arrivals[0][0] < cutoff:
+            for ident in arrivals.popleft()[1]:
+                seen.pop(ident, None)
