@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 import msgspec
@@ -230,7 +231,8 @@ class Aggregator:
             keys = [u.idempotencyKey or f"~{frame.pos}:{i}" for i, u in enumerate(items)]
             names = [u.featureId for u in items]
             kind = "usage"
-        customers = [it.customerId for it in items]
+        # One string object per customer id, not one per event: the dedup set keeps them.
+        customers = [intern(it.customerId) for it in items]
         fresh = []
         added = []
         for i, ident in enumerate(zip(customers, keys, strict=True)):
