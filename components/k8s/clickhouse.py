@@ -146,7 +146,7 @@ class ClickHouse(pulumi.ComponentResource):
         self.secrets = self._build_credentials(args)
         self.keeper = self._build_keeper(args)
         self.installation = self._build_installation(args)
-        self.url = f"http://{names.CLICKHOUSE_HOST}"  # no credentials: see pods.clickhouse_env
+        self.url = names.CLICKHOUSE_URL
         self.register_outputs({"url": self.url})
 
     def _build_credentials(self, args: ClickHouseArgs) -> list[k8s.core.v1.Secret]:

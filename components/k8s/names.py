@@ -23,6 +23,7 @@ CLICKHOUSE_CLUSTER = "events"
 CLICKHOUSE_KEEPER = "keeper"
 CLICKHOUSE_KEEPER_HOST = f"keeper-{CLICKHOUSE_KEEPER}.{METERING_NAMESPACE}.svc"
 CLICKHOUSE_HOST = f"clickhouse-{CLICKHOUSE_INSTALLATION}.{METERING_NAMESPACE}.svc:8123"
+CLICKHOUSE_URL = f"http://{CLICKHOUSE_HOST}"  # no credentials: see pods.clickhouse_env
 # ClickHouse users, each with a generated password in the ``clickhouse-credentials`` Secret
 # under the user's name: the writer (migrations, Flink, the archiver, entitlements) and a
 # read-only reader for the sync agent, the one workload that talks to the outside.

@@ -149,7 +149,7 @@ class SyncAgent(pulumi.ComponentResource):
                 "valueFrom": {"secretKeyRef": {"name": CONTROL_PLANE_SECRET, "key": "token"}},
             },
             # Read-only: the agent reads the rollups and nothing else (see ClickHouse).
-            *pods.clickhouse_env(f"http://{names.CLICKHOUSE_HOST}", names.CLICKHOUSE_READER),
+            *pods.clickhouse_env(names.CLICKHOUSE_URL, names.CLICKHOUSE_READER),
         ]
         tmp_volume, _ = pods.scratch_volume()
         k8s.apps.v1.Deployment(
