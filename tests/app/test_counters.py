@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
@@ -121,6 +122,29 @@ def test_late_event_lands_in_its_own_period() -> None:
     v = _values(book)
     assert v["n", T0 + 5 * DAY] == 1
     assert v["n", T0 + 2 * DAY] == 1
+
+
+def test_late_events_find_their_periods_in_any_order() -> None:
+    # Periods met before, between, after and before-the-first, in a scrambled order: each
+    # event lands in the day that contains it, whichever periods the book has seen.
+    rng = random.Random(11)
+    days = [9, 2, 5, 3, 9, 0, 7, 2, 4, 1, 8, 6, 0, 3, 9, 5]
+    events = [(f"k{i}", T0 + d * DAY + rng.randrange(DAY), {}) for i, d in enumerate(days)]
+    book = _apply_all(events)
+    counted = {start: v for (f, start), v in _values(book).items() if f == "n"}
+    expected = {T0 + d * DAY: days.count(d) for d in set(days)}
+    assert counted == expected
+
+
+def test_a_new_catalog_moves_the_periods_of_later_events() -> None:
+    book = _apply_all([("a", T0 + 2 * DAY + 10, {}), ("b", T0 + DAY + 10, {})])
+    doc = copy.deepcopy(CATALOG)
+    doc["customers"][0]["subscription"]["startDate"] = "2026-11-01T12:00:00Z"
+    book.set_catalog(parse_catalog(doc))
+    book.apply_event("c", "e", "c", T0 + DAY + 20, {}, "", Outcome())  # a known day before
+    noon = DAY // 2
+    assert book.value("c", "n", T0 + DAY) == 1  # counted under the old anchor, kept
+    assert book.value("c", "n", T0 + noon) == 1  # the new anchor's period of T0 + DAY + 20
 
 
 def test_set_then_delta() -> None:

@@ -314,12 +314,16 @@ class CounterBook:
         # (customer, feature) -> the current period's (start, end, counter, key): most events
         # fall in it, so the common case is one lookup, with no calendar arithmetic.
         self._slots: dict[tuple[str, str], _Slot] = {}
+        # (customer, feature) -> (starts, slots) of every period met so far, by start: a
+        # late event finds its period here instead of in calendar arithmetic (~15 us).
+        self._periods: dict[tuple[str, str], tuple[list[int], list[_Slot]]] = {}
         self.set_catalog(catalog)
 
     def set_catalog(self, catalog: Catalog) -> None:
         """Count with a new catalog from now on (``rebuild`` re-buckets history)."""
         self.catalog = catalog
         self._slots = {}
+        self._periods = {}  # a new catalog may move anchors and periods
         meters: dict[str, list[tuple[str, Predicate | None, str, str | None]]] = {}
         for name, features in catalog.meters_by_event.items():
             for f in features:
@@ -332,17 +336,28 @@ class CounterBook:
 
     def _slot(self, kind: str, customer: str, feature: str, ts: int) -> _Slot:
         """The counter for ``ts``'s period; becomes the cached slot unless ``ts`` is late."""
-        reset, anchor = self.catalog.period_spec(customer, feature)
-        start, end = period_bounds(reset, anchor, ts)
-        ck = (customer, feature, start, "")
-        counter = self.counters.get(ck)
-        if counter is None:
-            counter = self.counters[ck] = KINDS[kind]()
-            self.period_end[ck] = end
-        slot = (start, end, counter, ck, _NO_END if end is None else end)
-        cached = self._slots.get((customer, feature))
-        if cached is None or start >= cached[0]:
-            self._slots[customer, feature] = slot  # late events leave the current slot alone
+        cf = (customer, feature)
+        known = self._periods.get(cf)
+        if known is None:
+            known = self._periods[cf] = ([], [])
+        starts, slots = known
+        i = bisect.bisect_right(starts, ts) - 1
+        if i >= 0 and ts < slots[i][4]:
+            slot = slots[i]
+        else:
+            reset, anchor = self.catalog.period_spec(customer, feature)
+            start, end = period_bounds(reset, anchor, ts)
+            ck = (customer, feature, start, "")
+            counter = self.counters.get(ck)
+            if counter is None:
+                counter = self.counters[ck] = KINDS[kind]()
+                self.period_end[ck] = end
+            slot = (start, end, counter, ck, _NO_END if end is None else end)
+            starts.insert(i + 1, start)
+            slots.insert(i + 1, slot)
+        cached = self._slots.get(cf)
+        if cached is None or slot[0] >= cached[0]:
+            self._slots[cf] = slot  # late events leave the current slot alone
         return slot
 
     def _bump(
@@ -446,6 +461,7 @@ class CounterBook:
         self.period_end.clear()
         self.dirty.clear()
         self._slots = {}
+        self._periods = {}
         for customer, feature, start, resource, end, kind, state in rows:
             ck = (customer, feature, start, resource)
             self.counters[ck] = KINDS[kind](*state)
