@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import struct
 import subprocess
@@ -43,12 +44,20 @@ def write_bodies(path: Path, bodies: Sequence[bytes]) -> None:
 
 
 @contextmanager
-def serve(data_dir: Path, script: str | None = None, **env: str) -> Iterator[tuple[str, str]]:
+def serve(data_dir: Path, script: str | None = None, **env: str) -> Iterator[tuple[str, str, int]]:
     """A ``meterplane serve`` process (or a benchmark's variant of it, ``bench/<script>``);
-    yields (base URL, API key)."""
+    yields (base URL, API key, pid)."""
     args = ("-m", "meterplane", "serve") if script is None else (str(ROOT / "bench" / script),)
     with ServeProcess(data_dir, env=env, args=args) as plane:
-        yield plane.base_url, plane.api_key
+        assert plane.proc is not None
+        yield plane.base_url, plane.api_key, plane.proc.pid
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def acked_events_per_s(res: dict[str, Any], batches: int, batch_size: int = 1000) -> float:

@@ -16,7 +16,6 @@ fixed rate grows with. Several rounds; medians. Run: ``python bench/check.py [--
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
-from _common import emit, median, pct, run_loadgen, write_bodies
+from _common import cpu_s, emit, median, pct, run_loadgen, write_bodies
 
 from meterplane.core.catalog import load_catalog
 from meterplane.core.timeutil import now_us
@@ -54,13 +53,6 @@ def inprocess_p99_us(n: int) -> tuple[float, float]:
         decider.check(customer, feature, 1)
         samples.append((clock() - t0) / 1000)
     return pct(samples, 0.5), pct(samples, 0.99)
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

@@ -37,7 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_bodies(work / "bg.bin", background.event_batches)
-        with serve(work / "plane") as (base, key):
+        with serve(work / "plane") as (base, key, _):
             load = subprocess.Popen(
                 [
                     str(loadgen()),

@@ -8,6 +8,11 @@ concurrency (so it enjoys the same group commit). ``ratio`` = HTTP / raw.
 ``ingest_only_events_per_s`` is the same HTTP load against ``bench/_ingest_only.py``:
 ``serve``'s ingest with no aggregator running, which shows what counting in the same
 process (one interpreter lock) takes from the ack rate; ``ingest_only_ratio`` = that / raw.
+CPU per event, steadier than rates on a noisy machine: ``cpu_us_per_event`` is the
+``serve`` process's CPU time (user + system, ``/proc/<pid>/stat``) from the first request
+until every event is counted, over the events; ``ingest_only_cpu_us_per_event`` the same
+for the ingest-only server until its last ack; ``raw_cpu_us_per_event`` the raw path's
+(this process's CPU time while it runs). Their differences are what HTTP and counting cost.
 Several rounds alternate the three; the figures are medians.
 Run: ``python bench/ingest.py [--quick]``.
 """
@@ -26,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import acked_events_per_s, emit, median, run_loadgen, serve, write_bodies
+from _common import acked_events_per_s, cpu_s, emit, median, run_loadgen, serve, write_bodies
 
 from meterplane.core.catalog import load_catalog
 from meterplane.core.model import TimeWindow, decode_events
@@ -37,7 +42,8 @@ from meterplane.simulate import generate
 CONCURRENCY = 8
 
 
-async def _raw(bodies: list[bytes], directory: Path) -> float:
+async def _raw(bodies: list[bytes], directory: Path) -> tuple[float, float]:
+    """Events per second and CPU µs per event of parse + durable append, no HTTP."""
     log = LocalLog(directory, max_backlog_bytes=1 << 40)
     window = TimeWindow()
     queue = list(reversed(bodies))
@@ -49,11 +55,12 @@ async def _raw(bodies: list[bytes], directory: Path) -> float:
             decode_events(body, received, window)
             await log.append(KIND_EVENTS, received, body)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     log.close()
-    return len(bodies) * 1000 / elapsed
+    n = len(bodies) * 1000
+    return n / elapsed, cpu / n * 1e6
 
 
 def _wait_counted(base: str, timeout: float = 300) -> None:
@@ -82,19 +89,26 @@ def main() -> None:
     traffic = generate(load_catalog(), now_us(), n_events=batches * 1000, late_share=0.0)
     bodies = traffic.event_batches
     http_rates, raw_rates, counted_rates, only_rates = [], [], [], []
+    cpus: dict[str, list[float]] = {"http": [], "raw": [], "only": []}
+    n = len(bodies) * 1000
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_bodies(work / "bodies.bin", bodies)
         for r in range(rounds):
-            raw_rates.append(asyncio.run(_raw(bodies, work / f"raw{r}")))
-            with serve(work / f"only{r}", script="_ingest_only.py") as (base, key):
+            rate, cpu = asyncio.run(_raw(bodies, work / f"raw{r}"))
+            raw_rates.append(rate)
+            cpus["raw"].append(cpu)
+            with serve(work / f"only{r}", script="_ingest_only.py") as (base, key, pid):
+                used = cpu_s(pid)
                 only = _post(base, key, work / "bodies.bin")
+                cpus["only"].append((cpu_s(pid) - used) / n * 1e6)
             only_rates.append(acked_events_per_s(only, len(bodies)))
-            with serve(work / f"plane{r}") as (base, key):
-                started = time.perf_counter()
+            with serve(work / f"plane{r}") as (base, key, pid):
+                started, used = time.perf_counter(), cpu_s(pid)
                 res = _post(base, key, work / "bodies.bin")
                 _wait_counted(base)
-                counted_rates.append(len(bodies) * 1000 / (time.perf_counter() - started))
+                counted_rates.append(n / (time.perf_counter() - started))
+                cpus["http"].append((cpu_s(pid) - used) / n * 1e6)
             http_rates.append(acked_events_per_s(res, len(bodies)))
             print(
                 f"round {r}: http {http_rates[-1]:,.0f} ev/s (p99 {res['p99_ms']} ms), "
@@ -115,6 +129,9 @@ def main() -> None:
             "aggregated_events_per_s": round(median(counted_rates)),
             "ingest_only_events_per_s": round(median(only_rates)),
             "ingest_only_ratio": round(median(only_rates) / raw, 3),
+            "cpu_us_per_event": round(median(cpus["http"]), 2),
+            "ingest_only_cpu_us_per_event": round(median(cpus["only"]), 2),
+            "raw_cpu_us_per_event": round(median(cpus["raw"]), 2),
         }
     )
 

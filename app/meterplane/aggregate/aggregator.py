@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,19 +25,29 @@ from sys import intern
 from typing import Any
 
 import msgspec
+import numpy as np
+import pyarrow as pa
 
 from meterplane.core import metrics
 from meterplane.core.catalog import Catalog
 from meterplane.core.counters import CounterBook, Outcome
 from meterplane.core.files import write_atomic
 from meterplane.core.model import EventBatch, UsageBatch
-from meterplane.core.storage import COUNTER_COLUMNS, EVENT_COLUMNS, SqlEngine
+from meterplane.core.storage import (
+    ARROW_TYPES,
+    COUNTER_COLUMNS,
+    EVENT_COLUMNS,
+    SqlEngine,
+    to_arrow,
+)
 from meterplane.core.timeutil import EPOCH, ONE_US, US_PER_S, now_us
 from meterplane.ingest.buffer import KIND_EVENTS, Frame, LocalLog
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.msgpack"
-_encode = msgspec.json.Encoder().encode
+_encode_lines = msgspec.json.Encoder().encode_lines
+_NEWLINE = ord("\n")
+_STRING_COLUMNS = ("customer_id", "idempotency_key", "name", "resource_id")
 
 
 class Checkpoint(msgspec.Struct):
@@ -79,6 +90,65 @@ def counter_rows(book: CounterBook, keys: Any, version: int) -> dict[str, list[A
     return cols
 
 
+# customer ids, idempotency keys, names, timestamps, resource ids of a frame's new items
+_Columns = tuple[list[str], list[str], list[str], list[int], list[str]]
+
+
+class RawRows:
+    """The raw rows applied since the last checkpoint, kept as cheaply as they can be:
+    what is the same for a whole frame (kind, time of receipt, log position) once per
+    frame, payloads as one JSON-lines encoding per frame, timestamps in a C array. They
+    become Arrow columns at the checkpoint (``columns``) in a few calls per frame instead
+    of one Python object per row and column (that took a fifth of the aggregator's time)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.strings: dict[str, list[str]] = {c: [] for c in _STRING_COLUMNS}
+        self.stamps = array("q")
+        self.frames: dict[str, list[Any]] = {"kind": [], "ingested_at": [], "log_pos": []}
+        self.counts: list[int] = []
+        self.payloads: list[pa.Array] = []
+
+    def add(self, frame: Frame, kind: str, new: Sequence[Any], columns: _Columns) -> None:
+        """Queue a frame's first copies (``columns`` describe them, in order)."""
+        customers, keys, names, stamps, resources = columns
+        if not new:
+            return
+        for name, values in zip(_STRING_COLUMNS, (customers, keys, names, resources), strict=True):
+            self.strings[name] += values
+        self.stamps.extend(stamps)
+        self.frames["kind"].append(kind)
+        self.frames["ingested_at"].append(frame.received_us)
+        self.frames["log_pos"].append(frame.pos)
+        self.counts.append(len(new))
+        self.payloads.append(json_lines_array(_encode_lines(new)))
+        self.n += len(new)
+
+    def columns(self) -> dict[str, Any]:
+        """The rows as Arrow columns, in ``EVENT_COLUMNS`` order."""
+        per_frame = to_arrow(self.frames)
+        rows = pa.array(np.repeat(np.arange(len(self.counts)), self.counts))
+        cols: dict[str, Any] = {n: self.strings[n] for n in _STRING_COLUMNS}
+        cols.update({n: per_frame.column(n).take(rows) for n in self.frames})
+        cols["timestamp"] = pa.array(np.frombuffer(self.stamps, np.int64), ARROW_TYPES["timestamp"])
+        # One array, not a chunk per frame: chdb inserts chunked columns at a higher cost.
+        cols["payload"] = pa.concat_arrays(self.payloads)
+        return {n: cols[n] for n in EVENT_COLUMNS}
+
+
+def json_lines_array(lines: bytes) -> pa.Array:
+    """``msgspec``'s JSON lines (one document per line) as an Arrow binary array of the
+    documents. JSON text never holds a raw newline, so every newline ends a document."""
+    ends = np.flatnonzero(np.frombuffer(lines, np.uint8) == _NEWLINE)
+    offsets = np.empty(len(ends) + 1, np.int32)
+    offsets[0] = 0
+    offsets[1:] = ends - np.arange(len(ends))  # each end, less the newlines before it
+    data = lines.replace(b"\n", b"")
+    return pa.Array.from_buffers(
+        pa.binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+
+
 class Aggregator:
     """Counts what the log holds; one thread; state readable by the decision path."""
 
@@ -107,7 +177,7 @@ class Aggregator:
         # dict's first key again and again instead scans every entry deleted before it:
         # quadratic, and hours of work per checkpoint once a full window expires.)
         self._arrivals: deque[tuple[int, list[tuple[str, str]]]] = deque()
-        self._rows: dict[str, list[Any]] = {c: [] for c in EVENT_COLUMNS}
+        self._raw = RawRows()
         self._last_checkpoint = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -189,7 +259,7 @@ class Aggregator:
                     time.sleep(0.001)
                 if (
                     time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s
-                    or len(self._rows["log_pos"]) >= self.checkpoint_rows
+                    or self._raw.n >= self.checkpoint_rows
                 ):
                     self.checkpoint()
         except BaseException as err:  # the thread must report, not vanish
@@ -262,37 +332,20 @@ class Aggregator:
             usages = zip(new, customers, keys, names, stamps, resources, strict=True)
             for it, c, k, f, ts, res in usages:
                 book.apply_usage(c, f, k, ts, it.value, it.updateBehavior == "SET", res, out)
-        self._queue_rows(frame, kind, new, (customers, keys, names, stamps, resources))
+        self._raw.add(frame, kind, new, (customers, keys, names, stamps, resources))
         metrics.DUPLICATES.inc(len(items) - n)
         metrics.UNMETERED.inc(out.unmetered)
         metrics.AGGREGATED.inc(out.applied)
 
-    def _queue_rows(
-        self, frame: Frame, kind: str, new: Sequence[Any], columns: tuple[list[Any], ...]
-    ) -> None:
-        """The raw rows of a frame's first copies, stored at the next checkpoint."""
-        customers, keys, names, stamps, resources = columns
-        n = len(new)
-        rows = self._rows
-        rows["customer_id"] += customers
-        rows["idempotency_key"] += keys
-        rows["kind"] += [kind] * n
-        rows["name"] += names
-        rows["timestamp"] += stamps
-        rows["ingested_at"] += [frame.received_us] * n
-        rows["resource_id"] += resources
-        rows["payload"] += [_encode(it) for it in new]
-        rows["log_pos"] += [frame.pos] * n
-
     def checkpoint(self) -> None:
         """Store rows, then counters, then the position; then release the log."""
-        if self.pos == self._checkpointed and not self._rows["log_pos"] and not self.book.dirty:
+        if self.pos == self._checkpointed and not self._raw.n and not self.book.dirty:
             self._last_checkpoint = time.monotonic()
             return  # nothing new: no write, no fsync, no pause for the request path
         with metrics.CHECKPOINT_SECONDS.time():
-            if self._rows["log_pos"]:
-                self.engine.insert("events", self._rows)
-                self._rows = {c: [] for c in EVENT_COLUMNS}
+            if self._raw.n:
+                self.engine.insert("events", self._raw.columns())
+                self._raw = RawRows()
             if self.book.dirty:
                 dirty, self.book.dirty = self.book.dirty, set()
                 self.engine.insert("counters", counter_rows(self.book, dirty, self.pos))

@@ -122,8 +122,14 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 
 
 def to_arrow(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
-    """Column-wise rows as an Arrow table, typed by column name (see ``ARROW_TYPES``)."""
-    return pa.table({n: pa.array(v, type=ARROW_TYPES.get(n)) for n, v in columns.items()})
+    """Column-wise rows as an Arrow table, typed by column name (see ``ARROW_TYPES``);
+    a column may already be an Arrow array (of that type)."""
+    return pa.table(
+        {
+            n: v if isinstance(v, pa.Array | pa.ChunkedArray) else pa.array(v, ARROW_TYPES.get(n))
+            for n, v in columns.items()
+        }
+    )
 
 
 @dataclass(frozen=True)
