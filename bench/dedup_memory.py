@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import msgspec
 from _common import emit
 
-from meterplane.aggregate.aggregator import Aggregator
+from meterplane.aggregate.aggregator import Aggregator, RawRows
 from meterplane.core.catalog import load_catalog
 from meterplane.core.model import TimeWindow, decode_events
 from meterplane.core.timeutil import now_us
@@ -59,7 +59,7 @@ def bytes_per_identity(bodies: list[bytes]) -> float:
             agg.hint((i + 1) * len(body), items)
             agg._apply(Frame(i * len(body), (i + 1) * len(body), KIND_EVENTS, received, body))
             del items
-        agg._rows = {}  # the raw rows a checkpoint would have stored
+        agg._raw = RawRows()  # the raw rows a checkpoint would have stored
         agg.book = None  # type: ignore[assignment] # the counters, not the set
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - base
