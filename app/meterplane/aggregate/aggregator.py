@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from array import array
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from sys import intern
@@ -28,6 +27,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from meterplane.aggregate.dedup import DedupWindow
 from meterplane.core import metrics
 from meterplane.core.catalog import Catalog
 from meterplane.core.counters import CounterBook, Outcome
@@ -171,12 +171,7 @@ class Aggregator:
         self.checkpoint_rows = checkpoint_rows
         self.pos = 0
         self._checkpointed = -1  # nothing written yet: the first checkpoint always writes
-        self.seen: dict[tuple[str, str], int] = {}
-        # The identities in ``seen`` in arrival order, a frame's worth at a time: eviction
-        # pops whole frames off the front and deletes their identities by key. (Taking the
-        # dict's first key again and again instead scans every entry deleted before it:
-        # quadratic, and hours of work per checkpoint once a full window expires.)
-        self._arrivals: deque[tuple[int, list[tuple[str, str]]]] = deque()
+        self.dedup = DedupWindow()
         self._raw = RawRows()
         self._last_checkpoint = time.monotonic()
         self._stop = threading.Event()
@@ -205,18 +200,12 @@ class Aggregator:
         )
         table = self.engine.query_arrow(sql)
         if table.num_rows:
-            customers = table.column("customer_id").to_pylist()
-            keys = table.column("idempotency_key").to_pylist()
-            times = table.column("t").to_pylist()
-            seen: dict[tuple[str, str], int] = {}
-            arrivals: deque[tuple[int, list[tuple[str, str]]]] = deque()
-            for ident, t in zip(zip(customers, keys, strict=True), times, strict=True):
-                seen[ident] = t
-                if arrivals and arrivals[-1][0] == t:
-                    arrivals[-1][1].append(ident)
-                else:
-                    arrivals.append((t, [ident]))
-            self.seen, self._arrivals = seen, arrivals
+            self.dedup = DedupWindow()
+            self.dedup.load(
+                table.column("customer_id").to_pylist(),
+                table.column("idempotency_key").to_pylist(),
+                table.column("t").to_pylist(),
+            )
 
     def start(self) -> None:
         """Recover, then run in a background thread."""
@@ -287,7 +276,6 @@ class Aggregator:
     def _apply(self, frame: Frame) -> None:
         """Dedupe a frame's items, count the new ones, and queue their raw rows."""
         out = Outcome()
-        seen = self.seen
         received = frame.received_us
         hinted = self._hints.pop(frame.end, None)
         if frame.kind == KIND_EVENTS:
@@ -303,16 +291,7 @@ class Aggregator:
             kind = "usage"
         # One string object per customer id, not one per event: the dedup set keeps them.
         customers = [intern(it.customerId) for it in items]
-        fresh = []
-        added = []
-        for i, ident in enumerate(zip(customers, keys, strict=True)):
-            if ident in seen:
-                continue
-            seen[ident] = received
-            fresh.append(i)
-            added.append(ident)
-        if added:
-            self._arrivals.append((received, added))
+        fresh = self.dedup.admit(customers, keys, received)
         n = len(fresh)
         new: Sequence[Any] = items
         if n < len(items):  # duplicates: keep only the first copies (most batches have none)
@@ -356,9 +335,5 @@ class Aggregator:
         self._last_checkpoint = time.monotonic()
 
     def _evict_seen(self) -> None:
-        """Forget identities that arrived before the dedup window (a frame at a time)."""
-        cutoff = now_us() - self.window_us
-        seen, arrivals = self.seen, self._arrivals
-        while arrivals and arrivals[0][0] < cutoff:
-            for ident in arrivals.popleft()[1]:
-                seen.pop(ident, None)
+        """Forget identities that arrived before the dedup window."""
+        self.dedup.forget_before(now_us() - self.window_us)
