@@ -53,11 +53,28 @@ def serve(data_dir: Path, script: str | None = None, **env: str) -> Iterator[tup
         yield plane.base_url, plane.api_key, plane.proc.pid
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (``/proc/<pid>/stat``)."""
-    with open(f"/proc/{pid}/stat") as f:
+def _stat_cpu_s(path: str) -> float:
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (``/proc/<pid>/stat``)."""
+    return _stat_cpu_s(f"/proc/{pid}/stat")
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of a live process (the main thread as "main"); threads
+    that share a name add up. ``serve`` names its threads (``core/threads.py``)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "main" if task.name == str(pid) else (task / "comm").read_text().strip()
+            out[name] = out.get(name, 0.0) + _stat_cpu_s(str(task / "stat"))
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return out
 
 
 def acked_events_per_s(res: dict[str, Any], batches: int, batch_size: int = 1000) -> float:

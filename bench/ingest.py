@@ -13,6 +13,9 @@ CPU per event, steadier than rates on a noisy machine: ``cpu_us_per_event`` is t
 until every event is counted, over the events; ``ingest_only_cpu_us_per_event`` the same
 for the ingest-only server until its last ack; ``raw_cpu_us_per_event`` the raw path's
 (this process's CPU time while it runs). Their differences are what HTTP and counting cost.
+``request_thread_cpu_us_per_event`` and ``aggregator_cpu_us_per_event`` split ``serve``'s
+between the thread that serves requests and the one that counts (``/proc/<pid>/task``),
+the two that share the interpreter lock.
 Several rounds alternate the three; the figures are medians.
 Run: ``python bench/ingest.py [--quick]``.
 """
@@ -31,7 +34,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import acked_events_per_s, cpu_s, emit, median, run_loadgen, serve, write_bodies
+from _common import (
+    acked_events_per_s,
+    cpu_s,
+    emit,
+    median,
+    run_loadgen,
+    serve,
+    thread_cpu_s,
+    write_bodies,
+)
 
 from meterplane.core.catalog import load_catalog
 from meterplane.core.model import TimeWindow, decode_events
@@ -89,7 +101,7 @@ def main() -> None:
     traffic = generate(load_catalog(), now_us(), n_events=batches * 1000, late_share=0.0)
     bodies = traffic.event_batches
     http_rates, raw_rates, counted_rates, only_rates = [], [], [], []
-    cpus: dict[str, list[float]] = {"http": [], "raw": [], "only": []}
+    cpus: dict[str, list[float]] = {"http": [], "raw": [], "only": [], "main": [], "agg": []}
     n = len(bodies) * 1000
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -104,11 +116,14 @@ def main() -> None:
                 cpus["only"].append((cpu_s(pid) - used) / n * 1e6)
             only_rates.append(acked_events_per_s(only, len(bodies)))
             with serve(work / f"plane{r}") as (base, key, pid):
-                started, used = time.perf_counter(), cpu_s(pid)
+                started, used, threads = time.perf_counter(), cpu_s(pid), thread_cpu_s(pid)
                 res = _post(base, key, work / "bodies.bin")
                 _wait_counted(base)
                 counted_rates.append(n / (time.perf_counter() - started))
                 cpus["http"].append((cpu_s(pid) - used) / n * 1e6)
+                after = thread_cpu_s(pid)
+                for name, label in (("main", "main"), ("aggregator", "agg")):
+                    cpus[label].append((after[name] - threads[name]) / n * 1e6)
             http_rates.append(acked_events_per_s(res, len(bodies)))
             print(
                 f"round {r}: http {http_rates[-1]:,.0f} ev/s (p99 {res['p99_ms']} ms), "
@@ -132,6 +147,8 @@ def main() -> None:
             "cpu_us_per_event": round(median(cpus["http"]), 2),
             "ingest_only_cpu_us_per_event": round(median(cpus["only"]), 2),
             "raw_cpu_us_per_event": round(median(cpus["raw"]), 2),
+            "request_thread_cpu_us_per_event": round(median(cpus["main"]), 2),
+            "aggregator_cpu_us_per_event": round(median(cpus["agg"]), 2),
         }
     )
 

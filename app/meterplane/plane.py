@@ -17,6 +17,7 @@ from meterplane.core.catalog import Catalog, load_catalog
 from meterplane.core.errors import ConfigError
 from meterplane.core.settings import Settings
 from meterplane.core.storage import ChdbEngine, migrate
+from meterplane.core.threads import NamedThread
 from meterplane.entitlements.decide import Decider
 from meterplane.ingest.buffer import LocalLog
 
@@ -81,7 +82,7 @@ class CatalogWatcher:
         self.last_error: str | None = None
         self._seen = self._identity()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="catalog-watch", daemon=True)
+        self._thread = NamedThread(target=self._run, name="catalog-watch", daemon=True)
 
     def _identity(self) -> tuple[int, int, int] | None:
         try:

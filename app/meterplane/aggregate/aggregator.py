@@ -40,6 +40,7 @@ from meterplane.core.storage import (
     SqlEngine,
     to_arrow,
 )
+from meterplane.core.threads import NamedThread
 from meterplane.core.timeutil import EPOCH, ONE_US, US_PER_S, now_us
 from meterplane.ingest.buffer import KIND_EVENTS, Frame, LocalLog
 
@@ -210,7 +211,7 @@ class Aggregator:
     def start(self) -> None:
         """Recover, then run in a background thread."""
         self.recover()
-        self._thread = threading.Thread(target=self._run, name="aggregator", daemon=True)
+        self._thread = NamedThread(target=self._run, name="aggregator", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -15,6 +15,7 @@ from meterplane.archive.exporter import Archiver, ArchiveReport
 from meterplane.archive.stores import ObjectStore, quiet_sdk_loggers, store_from_settings
 from meterplane.core.settings import Settings
 from meterplane.core.storage import SqlEngine
+from meterplane.core.threads import NamedThread
 
 log = logging.getLogger(__name__)
 FIRST_RUN_DELAY_S = 30.0  # let start-up recovery finish before the first export
@@ -42,7 +43,7 @@ class ArchiveScheduler:
 
     def start(self) -> None:
         """Start the schedule."""
-        self._thread = threading.Thread(target=self._loop, name="archiver", daemon=True)
+        self._thread = NamedThread(target=self._loop, name="archiver", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meterplane.core.errors import BufferUnavailable
+from meterplane.core.threads import NamedThread
 
 MAGIC = b"MPL1"
 HEADER = struct.Struct("<4sB3xqII")
@@ -113,7 +114,7 @@ class LocalLog:
         self._closed = False
         self._error: OSError | None = None
         self.fsyncs = 0  # how many syncs served all appends so far (group commit shows here)
-        self._syncer = threading.Thread(target=self._sync_loop, name="log-fsync", daemon=True)
+        self._syncer = NamedThread(target=self._sync_loop, name="log-fsync", daemon=True)
         self._syncer.start()
 
     # ------------------------------------------------------------------ writing

@@ -27,6 +27,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from meterplane.core.errors import BufferUnavailable
+from meterplane.core.threads import NamedThread
 from meterplane.kafka.records import DEFAULT_MAX_RECORD_BYTES, split_batch
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class KafkaBuffer:
         self._brokers_up: bool | None = None  # None until the first statistics arrive
         self._fatal: KafkaError | None = None
         self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
+        self._poller = NamedThread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._poller.start()
 
     # ------------------------------------------------------------------ health

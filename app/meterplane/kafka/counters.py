@@ -23,6 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from meterplane.core.catalog import Catalog
 from meterplane.core.counters import Counter, CounterBook, Number
+from meterplane.core.threads import NamedThread
 from meterplane.kafka.records import CounterRecord, decode_counter
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class CounterStream:
         parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in described.partitions]
         self._pending_eof = {p.partition for p in parts}
         self._consumer.assign(parts)
-        self._thread = threading.Thread(target=self._run, name="counter-stream", daemon=True)
+        self._thread = NamedThread(target=self._run, name="counter-stream", daemon=True)
         self._thread.start()
 
     def wait_caught_up(self, timeout: float) -> bool:

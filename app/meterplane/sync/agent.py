@@ -31,6 +31,7 @@ from meterplane.core.catalog import Catalog, FeatureType, SubscriptionStatus
 from meterplane.core.errors import ConfigError
 from meterplane.core.periods import period_bounds
 from meterplane.core.settings import Settings
+from meterplane.core.threads import NamedThread
 from meterplane.core.timeutil import US_PER_S, iso, now_us, to_us
 from meterplane.sync import metrics
 from meterplane.sync.adapters import CounterSource, Target, Total
@@ -173,7 +174,7 @@ class SyncAgent:
         """Put the persisted state in force, then start polling and publishing."""
         self._put_in_force(self.state, None)
         for name, fn in (("sync-changes", self._poll_loop), ("sync-publish", self._publish_loop)):
-            t = threading.Thread(target=fn, name=name, daemon=True)
+            t = NamedThread(target=fn, name=name, daemon=True)
             t.start()
             self._threads.append(t)
         log.info(

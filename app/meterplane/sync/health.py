@@ -6,11 +6,12 @@ probes and Prometheus scrapes are the only clients.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from meterplane.core.threads import NamedThread
 
 
 class HealthServer:
@@ -43,9 +44,7 @@ class HealthServer:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="health", daemon=True
-        )
+        self._thread = NamedThread(target=self._server.serve_forever, name="health", daemon=True)
 
     def start(self) -> None:
         """Start serving."""
