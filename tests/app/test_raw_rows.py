@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pyarrow as pa
+import pytest
 
-from meterplane.aggregate.aggregator import json_lines_array
+from meterplane.aggregate import aggregator
+from meterplane.aggregate.aggregator import RawRows, json_lines_array
+from meterplane.core.errors import ConfigError
 from meterplane.core.model import Event
+from meterplane.core.settings import load_settings
 from meterplane.core.timeutil import now_us
+from meterplane.ingest.buffer import Frame
 from tests.app.conftest import Api, make_plane
 
 TRICKY = ["line\nbreak", 'quote " and \\ backslash', "tab\there", "ünïcødé ✓ 𝄞", "", "\u2028"]
@@ -22,6 +28,34 @@ def test_json_lines_become_one_binary_value_per_document() -> None:
     items.append(Event("c", "e", "plain"))
     array = json_lines_array(msgspec.json.Encoder().encode_lines(items))
     assert array.to_pylist() == [msgspec.json.encode(it) for it in items]
+
+
+def test_payloads_past_what_one_array_addresses_go_in_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frames = [[Event("c", "e", f"k{i}", dimensions={"s": TRICKY[i]}) for i in range(3)]]
+    frames.append([Event("c", "e", "last")])
+    expected = [msgspec.json.encode(it) for frame in frames for it in frame]
+    for limit in (1 << 31, 10):  # the real bound, and one these rows exceed
+        monkeypatch.setattr(aggregator, "_MAX_BINARY_BYTES", limit)
+        rows = RawRows()
+        for f, items in enumerate(frames):
+            columns = ([it.customerId for it in items], [it.idempotencyKey for it in items])
+            names = [it.eventName for it in items]
+            rows.add(
+                Frame(f * 10, f * 10 + 10, 1, 5, b""),
+                "event",
+                items,
+                (*columns, names, [5] * len(items), [""] * len(items)),
+            )
+        payload = rows.columns()["payload"]
+        assert payload.to_pylist() == expected
+        assert isinstance(payload, pa.Array if limit > 10 else pa.ChunkedArray)
+
+
+def test_a_body_limit_past_256_mib_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="METERPLANE_MAX_BODY_BYTES"):
+        load_settings(env={"METERPLANE_MAX_BODY_BYTES": str(257 << 20)}, data_dir=tmp_path)
 
 
 def _post(api: Api, path: str, field: str, items: list[dict[str, Any]]) -> None:

@@ -42,7 +42,9 @@ class Settings(BaseModel):
     sync_backoff_base_s: Annotated[float, Field(gt=0)] = 0.5
     sync_backoff_max_s: Annotated[float, Field(gt=0)] = 60.0
     sync_catalog_out: Path | None = None
-    max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    # At most 256 MiB: 1,000 items of the largest valid shape stay under 80 MiB, and a frame
+    # of the log (one body) must stay addressable by 32-bit Arrow offsets.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
     max_backlog_bytes: Annotated[int, Field(ge=1024 * 1024)] = 512 * 1024 * 1024
     dedup_window_s: Annotated[float, Field(gt=0)] = 86_400.0
     lateness_days: Annotated[float, Field(gt=0, le=3650)] = 35.0
