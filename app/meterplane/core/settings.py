@@ -42,8 +42,8 @@ class Settings(BaseModel):
     sync_backoff_base_s: Annotated[float, Field(gt=0)] = 0.5
     sync_backoff_max_s: Annotated[float, Field(gt=0)] = 60.0
     sync_catalog_out: Path | None = None
-    # At most 256 MiB: 1,000 items of the largest valid shape stay under 80 MiB, and a frame
-    # of the log (one body) must stay addressable by 32-bit Arrow offsets.
+    # At most 256 MiB: a body is held whole while it is validated, and a frame of the log
+    # (one body), re-encoded for the raw store, must fit 32-bit Arrow offsets.
     max_body_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
     max_backlog_bytes: Annotated[int, Field(ge=1024 * 1024)] = 512 * 1024 * 1024
     dedup_window_s: Annotated[float, Field(gt=0)] = 86_400.0
