@@ -8,14 +8,13 @@ read each one's CPU time from ``/proc``.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 import threading
 
 _PR_SET_NAME = 15  # prctl(2); Linux keeps 15 bytes of a thread's name
-_libc = (
-    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
-)
+# The interpreter's own symbols, libc's among them: no library search (``find_library``
+# runs ``ldconfig`` in a subprocess) at the import of every module that starts a thread.
+_libc = ctypes.CDLL(None) if sys.platform == "linux" else None
 
 
 def name_os_thread(name: str) -> None:
