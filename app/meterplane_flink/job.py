@@ -63,6 +63,7 @@ from meterplane.kafka.records import (
     record_customer,
     usage_key,
 )
+from meterplane_flink.checkpoints import latest_checkpoint
 
 _decode_event = msgspec.json.Decoder(Event).decode
 _decode_usage = msgspec.json.Decoder(Usage).decode
@@ -246,14 +247,6 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
 def _emit(ck: CounterKey, end: int | None, counter: Counter, version: int) -> Row:
     key = counter_key(*ck).decode()
     return Row(key, encode_counter(_counter_record(ck, end, counter, version)).decode())
-
-
-def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The most recent completed checkpoint under ``checkpoint_dir`` (any job id)."""
-    done = [p.parent for p in checkpoint_dir.glob("*/chk-*/_metadata")]
-    if not done:
-        return None
-    return max(done, key=lambda p: (p.stat().st_mtime_ns, int(p.name.removeprefix("chk-"))))
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

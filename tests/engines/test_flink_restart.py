@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from meterplane.core.catalog import load_catalog
+from meterplane.core.counters import CounterKey, Number
 from meterplane.core.timeutil import now_us
 from meterplane.kafka.buffer import KafkaBuffer, KafkaBufferConfig
 from meterplane.kafka.counters import CounterStream
@@ -31,13 +33,44 @@ def _end_offsets(bootstrap: str, topic: str, partitions: int) -> list[TopicParti
         consumer.close()
 
 
-def _wait(predicate: object, timeout: float, what: str, job: engines.ManagedProcess) -> None:
+def _wait(
+    predicate: object,
+    timeout: float,
+    what: str,
+    job: engines.ManagedProcess,
+    explain: Callable[[], str] = str,
+) -> None:
     assert callable(predicate)
     deadline = time.monotonic() + timeout
     while not predicate():
         assert job.running, f"job died while waiting for {what}:\n{job.output()[-3000:]}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() >= deadline:
+            pytest.fail(
+                f"timed out waiting for {what}: {explain()}\njob output:\n{job.output()[-3000:]}"
+            )
         time.sleep(0.2)
+
+
+def _differences(
+    stream: CounterStream, expected: dict[CounterKey, Number | None], work: Path
+) -> str:
+    """What a timed-out wait for ``expected`` saw instead, for the failure message."""
+    published = published_counters(stream)
+    wrong = sorted(
+        k for k in expected.keys() | published.keys() if published.get(k) != expected.get(k)
+    )
+    sample = "\n".join(
+        f"  {k}: published {published.get(k)!r}, expected {expected.get(k)!r}" for k in wrong[:10]
+    )
+    checkpoints = sorted(
+        (p.stat().st_mtime_ns, str(p.relative_to(work)))
+        for p in (work / "checkpoints").glob("*/chk-*/_metadata")
+    )
+    return (
+        f"{len(wrong)} of {len(expected)} counters differ "
+        f"(applied {stream.applied}, stale {stream.stale}):\n{sample}\n"
+        f"completed checkpoints, oldest first: {[name for _, name in checkpoints]}"
+    )
 
 
 def test_job_killed_mid_stream_restores_checkpoint_without_loss_or_double_count(
@@ -79,7 +112,13 @@ def test_job_killed_mid_stream_restores_checkpoint_without_loss_or_double_count(
         part1_ends = _end_offsets(kafka_broker.bootstrap, events_topic, 3)
         first.start()
         counters.start()
-        _wait(lambda: published_counters(counters) == expected_part1, 180, "part 1 counters", first)
+        _wait(
+            lambda: published_counters(counters) == expected_part1,
+            180,
+            "part 1 counters",
+            first,
+            lambda: _differences(counters, expected_part1, work),
+        )
         # A checkpoint triggered after part 1 was counted holds part 1's state and offsets.
         seen_at = max(engines.completed_checkpoints(work), default=0)
         _wait(
@@ -108,7 +147,13 @@ def test_job_killed_mid_stream_restores_checkpoint_without_loss_or_double_count(
 
         second.start()
         _wait(lambda: "restoring from" in second.output(), 120, "the restore", second)
-        _wait(lambda: published_counters(counters) == expected_all, 180, "all counters", second)
+        _wait(
+            lambda: published_counters(counters) == expected_all,
+            180,
+            "all counters",
+            second,
+            lambda: _differences(counters, expected_all, work),
+        )
     finally:
         counters.stop()
         first.kill()
