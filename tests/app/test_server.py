@@ -1,6 +1,6 @@
 """The check fast path in uvicorn's protocol, over real sockets: same answers as the app,
 errors through the app, order kept on a pipelined connection, fallbacks where it must not
-apply."""
+apply; and ingest bodies that arrive in pieces, within and over the body limit."""
 
 from __future__ import annotations
 
@@ -78,6 +78,31 @@ def app_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(FastCheck, "__call__", spy)
     return calls
+
+
+@pytest.fixture
+def body_reads(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """For each request that reached the app, the sizes of the body pieces it was handed."""
+    reads: list[list[int]] = []
+    original = FastCheck.__call__
+
+    async def spy(self: FastCheck, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":  # the lifespan
+            await original(self, scope, receive, send)
+            return
+        sizes: list[int] = []
+        reads.append(sizes)
+
+        async def counted() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                sizes.append(len(message.get("body", b"")))
+            return message
+
+        await original(self, scope, counted, send)
+
+    monkeypatch.setattr(FastCheck, "__call__", spy)
+    return reads
 
 
 @pytest.fixture
@@ -355,3 +380,66 @@ def test_decisions_are_counted_in_the_metrics_whichever_path_answers(
         after = _decisions(client)
     assert after["true"] - before.get("true", 0) == 4
     assert after["false"] - before.get("false", 0) == 1
+
+
+def _batch(n: int, pad: int = 150) -> bytes:
+    """An events batch of ``n`` events, each padded to about ``pad`` bytes more."""
+    events = [
+        {
+            "customerId": "acme",
+            "eventName": "api_call",
+            "idempotencyKey": f"big-{i}",
+            "dimensions": {"note": "x" * pad},
+        }
+        for i in range(n)
+    ]
+    return msgspec.json.encode({"events": events})
+
+
+def _post(body: bytes, *, chunked: bool = False) -> bytes:
+    head = f"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nX-API-KEY: {API_KEY}\r\n"
+    if not chunked:
+        return f"{head}content-length: {len(body)}\r\n\r\n".encode() + body
+    pieces = [body[i : i + 8192] for i in range(0, len(body), 8192)]
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+    return f"{head}transfer-encoding: chunked\r\n\r\n".encode() + framed + b"0\r\n\r\n"
+
+
+def test_a_large_body_arriving_in_pieces_is_read_whole(
+    server: tuple[str, EmbeddedPlane], body_reads: list[list[int]]
+) -> None:
+    base, plane = server
+    port = int(base.rsplit(":", 1)[1])
+    body = _batch(1000)
+    assert len(body) > 150_000
+    request = _post(body)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(request), 16384):
+            sock.sendall(request[i : i + 16384])
+            time.sleep(0.002)  # the server reads many pieces, not one
+        [(status, _, answer)] = _read_responses(sock, 1)
+        assert (status, msgspec.json.decode(answer)) == (202, {"accepted": 1000})
+        sock.sendall(_get("/livez"))  # the connection goes on with the next request
+        assert _read_responses(sock, 1)[0][0] == 200
+    assert sum(body_reads[0]) == len(body)
+    assert plane.log.durable_end >= len(body)  # the 202 came after the fsync
+
+
+def test_a_chunked_body_over_the_limit_is_refused_and_nothing_stored(
+    plane: EmbeddedPlane,
+) -> None:
+    """No content-length to refuse it by: the limit is found while reading."""
+    limit = 64 * 1024
+    app = create_app(plane.buffer, plane.decider, (API_KEY,), max_body_bytes=limit)
+    body = _batch(1000)
+    before = plane.log.written_end
+    with (
+        _serving(app) as port,
+        socket.create_connection(("127.0.0.1", port)) as sock,
+    ):
+        sock.sendall(_post(body, chunked=True))
+        [(status, _, answer)] = _read_responses(sock, 1)
+    assert status == 413, answer
+    assert b"limit" in answer
+    assert plane.log.written_end == before
