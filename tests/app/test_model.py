@@ -78,11 +78,24 @@ def test_edges_of_the_time_window_are_accepted() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"\xff\xfe", b"{", b'{"events": [NaN]}', b"not json", b'{"events": [1e999999]}'[:-1]],
+    [
+        b"\xff\xfe",
+        b"{",
+        b'{"events": [NaN]}',
+        b"not json",
+        b'{"events": [1e999999]}'[:-1],
+        # A wrong type met before the end: still not JSON, so malformed (400), not 422.
+        b"[",
+        b'{"events": 5',
+        b'{"events": [{"customerId": 1}, {',
+        b'{"events": [{"customerId": "a", "eventName": "e", "idempotencyKey": "k"}] x',
+    ],
 )
 def test_malformed_bodies(body: bytes) -> None:
     with pytest.raises(MalformedBody):
         decode_events(body, NOW, WINDOW)
+    with pytest.raises(MalformedBody):
+        decode_usages(body.replace(b"events", b"usages"), NOW, WINDOW)
 
 
 def test_infinite_number_is_rejected() -> None:

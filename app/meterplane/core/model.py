@@ -112,8 +112,19 @@ def _decode_body(body: bytes, raw_type: type[Any]) -> Any:
     try:
         return msgspec.json.decode(body, type=raw_type)
     except msgspec.ValidationError as err:
+        # msgspec checks types as it parses, so ``[`` or ``{"events": 5`` fail on a type
+        # before the end shows they are not JSON at all: a body that is not JSON is a 400.
+        _check_json(body)
         field, message = _split_msgspec_error(err)
         raise InvalidBatch([ItemError(None, field or "body", message)]) from err
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:
+        raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
+
+
+def _check_json(body: bytes) -> None:
+    """Raise ``MalformedBody`` unless ``body`` is well-formed UTF-8 JSON."""
+    try:
+        msgspec.json.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
         raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
 
