@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
+import pytest
 
 from meterplane.core.settings import load_settings
 from meterplane.core.timeutil import iso, now_us
+from meterplane.http.app import asgi, create_app
 from meterplane.plane import EmbeddedPlane
+from tests import aio
 from tests.app.conftest import API_KEY, Api
 
 DAY = 86_400_000_000
@@ -251,3 +255,77 @@ def test_unknown_route_is_404_json(api: Api) -> None:
     r = api.request("GET", "/api/v2/nothing")
     assert r.status_code == 404
     assert msgspec.json.decode(r.content)["error"]["code"] == "not_found"
+
+
+def _late(n: int, at: int) -> bytes:
+    batch = json.loads(_events(n, prefix="late"))
+    batch["events"][at]["timestamp"] = iso(now_us() - 36 * DAY)
+    return json.dumps(batch).encode()
+
+
+_USAGE = msgspec.json.encode(
+    {"usages": [{"customerId": "acme", "featureId": "seats", "value": 2, "idempotencyKey": "u"}]}
+)
+_WRONG_KEY = {"X-API-KEY": "x" * 24}
+INGEST_CASES = {
+    "events accepted": ("/api/v1/events", _events(3, prefix="same"), {}),
+    "usage accepted": ("/api/v1/usage", _USAGE, {}),
+    "no key": ("/api/v1/events", _events(1), {"X-API-KEY": ""}),
+    "wrong key": ("/api/v1/events", _events(1), _WRONG_KEY),
+    "malformed": ("/api/v1/events", b'{"events": [', {}),
+    "not utf-8": ("/api/v1/usage", b"\xff\xfe\x00", {}),
+    "too old at index 7": ("/api/v1/events", _late(20, 7), {}),
+    "wrong type": ("/api/v1/usage", b'{"usages": [{"customerId": 1}]}', {}),
+    "1,001 events": ("/api/v1/events", _events(1001), {}),
+    "over the body limit": ("/api/v1/events", _events(1000, prefix="p" * 200), {}),
+}
+
+
+@pytest.mark.parametrize("case", INGEST_CASES)
+def test_the_ingest_fast_path_answers_as_the_routes_do(plane: EmbeddedPlane, case: str) -> None:
+    """Served, a batch skips FastAPI (``FastCheck``): every answer must be the routes' own."""
+    path, body, headers = INGEST_CASES[case]
+    app = create_app(plane.buffer, plane.decider, (API_KEY,), max_body_bytes=100_000)
+    routed: list[str] = []
+
+    async def routes(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        routed.append(scope["path"])
+        await app(scope, receive, send)
+
+    async def post(target: Any) -> httpx.Response:
+        transport = httpx.ASGITransport(app=target)
+        async with httpx.AsyncClient(transport=transport, base_url="http://plane") as client:
+            return await client.post(path, content=body, headers={"X-API-KEY": API_KEY, **headers})
+
+    fast, slow = aio.run(post(asgi(app))), aio.run(post(routes))
+    assert routed == [path]  # the second went through the routes
+    assert asgi(app).app is app
+    assert (fast.status_code, fast.json()) == (slow.status_code, slow.json())
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+    assert fast.headers.get("retry-after") == slow.headers.get("retry-after")
+
+
+def test_served_batches_skip_the_routes(plane: EmbeddedPlane) -> None:
+    app = create_app(plane.buffer, plane.decider, (API_KEY,))
+    fast = asgi(app)
+    reached: list[str] = []
+    inner = fast.app
+
+    async def spy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await inner(scope, receive, send)
+
+    fast.app = spy
+
+    async def run() -> list[int]:
+        transport = httpx.ASGITransport(app=fast)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://plane", headers={"X-API-KEY": API_KEY}
+        ) as client:
+            ok = await client.post("/api/v1/events", content=_events(2, prefix="fast"))
+            bad = await client.post("/api/v1/events", content=b'{"events": [')
+            health = await client.get("/livez")
+            return [ok.status_code, bad.status_code, health.status_code]
+
+    assert aio.run(run()) == [202, 400, 200]
+    assert reached == ["/livez"]  # both batches, the good and the bad, took the fast path

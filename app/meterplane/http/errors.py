@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -86,13 +87,29 @@ async def _unexpected(_: Request, exc: Exception) -> Response:
     return error_response(500, "internal", "internal error; nothing from this request was acked")
 
 
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+_HANDLERS: dict[type[Exception], Handler] = {
+    InvalidBatch: _invalid,
+    MalformedBody: _malformed,
+    TooLarge: _too_large,
+    Unauthorized: _unauthorized,
+    BufferUnavailable: _unavailable,
+    RequestValidationError: _validation,
+    StarletteHTTPException: _http,
+    Exception: _unexpected,
+}
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
-    app.add_exception_handler(InvalidBatch, _invalid)
-    app.add_exception_handler(MalformedBody, _malformed)
-    app.add_exception_handler(TooLarge, _too_large)
-    app.add_exception_handler(Unauthorized, _unauthorized)
-    app.add_exception_handler(BufferUnavailable, _unavailable)
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(Exception, _unexpected)
+    for exc, handler in _HANDLERS.items():
+        app.add_exception_handler(exc, handler)
+
+
+async def respond(request: Request, exc: Exception) -> Response:
+    """The response ``install``'s handlers give ``exc`` (for paths that skip the app)."""
+    for cls in type(exc).__mro__:
+        handler = _HANDLERS.get(cls)
+        if handler is not None:
+            return await handler(request, exc)
+    raise exc  # unreachable: Exception itself has a handler
