@@ -13,10 +13,11 @@ from confluent_kafka import Consumer
 
 from meterplane.core.catalog import load_catalog
 from meterplane.core.counters import CounterBook
+from meterplane.core.timeutil import now_us
 from meterplane.entitlements.decide import Decider
 from meterplane.http.app import create_app
 from meterplane.kafka.buffer import KafkaBuffer, KafkaBufferConfig
-from meterplane.kafka.records import decode_events_record
+from meterplane.kafka.records import KIND_EVENTS, decode_events_record
 from meterplane.testing import engines
 from tests import aio
 
@@ -162,3 +163,26 @@ def test_full_local_queue_gives_503_before_producing(
     assert response.status_code == 503
     assert "queue is full" in response.json()["error"]["message"]
     assert response.headers["Retry-After"] == "2"
+
+
+def _librdkafka_threads() -> int:
+    """Threads of this process that librdkafka started (it names them ``rdk:...``)."""
+    names = (task / "comm" for task in Path("/proc/self/task").iterdir())
+    return sum(1 for comm in names if comm.exists() and comm.read_text().startswith("rdk:"))
+
+
+def test_close_shuts_the_producer_down_with_the_broker_gone(tmp_path: Path) -> None:
+    """A producer left to the garbage collector would go on reconnecting to a dead broker."""
+    broker = engines.KafkaBroker(tmp_path / "kafka")
+    with broker:
+        broker.create_topic("events", partitions=1)
+        before = _librdkafka_threads()
+        buffer = KafkaBuffer(KafkaBufferConfig(broker.bootstrap, topic="events"))
+        buffer.append_sync(KIND_EVENTS, now_us(), msgspec.json.encode(_batch("close")))
+        assert _librdkafka_threads() > before
+        broker.stop()
+        started = time.monotonic()
+        buffer.close(timeout=2)
+        buffer.close(timeout=2)  # a second close does nothing
+        assert time.monotonic() - started < 10
+        assert _librdkafka_threads() <= before

@@ -227,13 +227,21 @@ class KafkaBuffer:
         return self._result(waiter)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Deliver what is queued (bounded by ``timeout``) and stop the poll thread."""
+        """Deliver what is queued (bounded by ``timeout``), stop the poll thread, and shut
+        the producer down: one left to the garbage collector keeps its connections and
+        threads, and goes on reconnecting to a broker that is gone. What is not delivered
+        by the deadline is dropped: it was never acked (acks wait for delivery reports)."""
+        if self._stop.is_set():
+            return
         deadline = time.monotonic() + timeout
         while len(self._producer) and time.monotonic() < deadline:
             time.sleep(0.05)
         self._stop.set()
         self._poller.join(timeout=5)
-        self._producer.flush(max(0.0, deadline - time.monotonic()))
+        if self._producer.flush(max(0.0, deadline - time.monotonic())):
+            self._producer.purge()
+            self._producer.flush(0)  # the purged records' (failed) delivery reports
+        self._producer.close()
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
