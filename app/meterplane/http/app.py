@@ -306,8 +306,8 @@ class FastCheck:
 
     async def _post(self, kind: int, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """An ingest batch without Starlette's routing, middleware and dependency
-        resolution, which cost about 150 µs of CPU per request whatever its size: most of
-        a small batch's cost (``bench/ingest_path.py``). The same ``Ingest`` as the route;
+        resolution, which cost 150–200 µs of CPU per request whatever its size: most of a
+        small batch's cost (``bench/ingest_path.py``). The same ``Ingest`` as the route;
         errors answered by the same handlers."""
         key = declared = None
         for name, value in scope["headers"]:  # the first of a repeated header, as Starlette

@@ -16,6 +16,7 @@ are harmless: the client retries the batch and the duplicates are dropped by ide
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -201,7 +202,9 @@ class KafkaBuffer:
         done: asyncio.Future[None] = loop.create_future()
 
         def finished(_: _BatchWaiter) -> None:
-            loop.call_soon_threadsafe(_resolve, done)
+            # A report served at close may outlive its request's loop: nobody waits then.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, done)
 
         waiter = self._produce(kind, received_us, body, items, finished)
         try:
