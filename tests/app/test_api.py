@@ -276,6 +276,7 @@ INGEST_CASES = {
     "not utf-8": ("/api/v1/usage", b"\xff\xfe\x00", {}),
     "too old at index 7": ("/api/v1/events", _late(20, 7), {}),
     "wrong type": ("/api/v1/usage", b'{"usages": [{"customerId": 1}]}', {}),
+    "unknown top-level field": ("/api/v1/usage", _USAGE[:-1] + b', "extra": 1}', {}),
     "1,001 events": ("/api/v1/events", _events(1001), {}),
     "over the body limit": ("/api/v1/events", _events(1000, prefix="p" * 200), {}),
 }

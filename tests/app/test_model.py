@@ -71,6 +71,21 @@ def test_every_bad_item_is_listed() -> None:
     assert _errors(body) == [(0, "customerId"), (2, "timestamp")]
 
 
+def test_an_unknown_field_beside_the_batch_is_named() -> None:
+    """It used to give a 422 that named nothing: every item on its own was fine."""
+    body = json.dumps({"events": [_ev()], "extra": 1}).encode()
+    with pytest.raises(InvalidBatch) as err:
+        decode_events(body, NOW, WINDOW)
+    assert [(d.index, d.field, d.message) for d in err.value.details] == [
+        (None, "extra", "unknown field")
+    ]
+    usage = json.dumps({"usages": [{"customerId": "a", "featureId": "f", "value": 1}], "x": 0})
+    with pytest.raises(InvalidBatch) as err:
+        decode_usages(usage.encode(), NOW, WINDOW)
+    assert [(d.index, d.field) for d in err.value.details] == [(None, "x")]
+    assert _errors(json.dumps({"usages": [_ev()]}).encode()) == [(None, "usages")]
+
+
 def test_edges_of_the_time_window_are_accepted() -> None:
     decode_events(_body(_ev(timestamp=_iso(NOW - 35 * DAY + 1_000_000))), NOW, WINDOW)
     decode_events(_body(_ev(timestamp=_iso(NOW + 4 * 60_000_000))), NOW, WINDOW)

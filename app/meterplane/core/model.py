@@ -72,11 +72,11 @@ class UsageBatch(msgspec.Struct, forbid_unknown_fields=True):
     usages: list[Usage]
 
 
-class _RawEvents(msgspec.Struct):
+class _RawEvents(msgspec.Struct, forbid_unknown_fields=True):
     events: list[msgspec.Raw]
 
 
-class _RawUsages(msgspec.Struct):
+class _RawUsages(msgspec.Struct, forbid_unknown_fields=True):
     usages: list[msgspec.Raw]
 
 
@@ -116,6 +116,9 @@ def _decode_body(body: bytes, raw_type: type[Any]) -> Any:
         # before the end shows they are not JSON at all: a body that is not JSON is a 400.
         _check_json(body)
         field, message = _split_msgspec_error(err)
+        unknown = _UNKNOWN.match(message)
+        if unknown:
+            field, message = f"{field}.{unknown.group(1)}".lstrip("."), "unknown field"
         raise InvalidBatch([ItemError(None, field or "body", message)]) from err
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
         raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
@@ -220,6 +223,8 @@ def _decode_batch(
     try:
         items: list[Any] = getattr(msgspec.json.decode(body, type=batch_type), field)
     except msgspec.ValidationError:
+        # The raw types forbid unknown fields too, so what failed the whole batch fails
+        # here or in an item: a 422 always names something.
         raw = getattr(_decode_body(body, raw_type), field)
         _check_count(len(raw), field)
         raise InvalidBatch(_item_errors(raw, item_type, semantic)) from None
