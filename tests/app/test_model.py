@@ -50,7 +50,7 @@ def test_valid_batch_decodes() -> None:
         (_ev(customerId=5), "customerId"),
         (_ev(customerId=""), "customerId"),
         (_ev(idempotencyKey="x" * 256), "idempotencyKey"),
-        ({"customerId": "a", "idempotencyKey": "k"}, "item"),  # eventName missing
+        ({"customerId": "a", "idempotencyKey": "k"}, "eventName"),  # missing: named
         (_ev(colour="red"), "colour"),
         (_ev(dimensions={"nested": {"a": 1}}), "dimensions.nested"),
         (_ev(dimensions={"k": "v" * 1025}), "dimensions.k"),
@@ -71,8 +71,9 @@ def test_every_bad_item_is_listed() -> None:
     assert _errors(body) == [(0, "customerId"), (2, "timestamp")]
 
 
-def test_an_unknown_field_beside_the_batch_is_named() -> None:
-    """It used to give a 422 that named nothing: every item on its own was fine."""
+def test_unknown_and_missing_fields_are_named() -> None:
+    """Beside the batch, an unknown field used to give a 422 that named nothing (every item
+    on its own was fine); a missing one was called `item`."""
     body = json.dumps({"events": [_ev()], "extra": 1}).encode()
     with pytest.raises(InvalidBatch) as err:
         decode_events(body, NOW, WINDOW)
@@ -83,6 +84,12 @@ def test_an_unknown_field_beside_the_batch_is_named() -> None:
     with pytest.raises(InvalidBatch) as err:
         decode_usages(usage.encode(), NOW, WINDOW)
     assert [(d.index, d.field) for d in err.value.details] == [(None, "x")]
+    missing = json.dumps({"usages": [{"customerId": "a", "featureId": "f"}]}).encode()
+    with pytest.raises(InvalidBatch) as err:
+        decode_usages(missing, NOW, WINDOW)
+    assert [(d.index, d.field, d.message) for d in err.value.details] == [
+        (0, "value", "missing required field")
+    ]
     assert _errors(json.dumps({"usages": [_ev()]}).encode()) == [(None, "usages")]
 
 

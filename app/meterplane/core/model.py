@@ -92,19 +92,22 @@ class TimeWindow(msgspec.Struct, frozen=True):
 
 
 _UNKNOWN = re.compile(r"Object contains unknown field `([^`]*)`")
+_MISSING = re.compile(r"Object missing required field `([^`]*)`")
 _PATH = re.compile(r" - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`$")
 
 
 def _split_msgspec_error(err: Exception) -> tuple[str, str]:
-    """msgspec says "Expected `str`, got `int` - at `$.customerId`": return (field, message)."""
+    """msgspec says "Expected `str`, got `int` - at `$.customerId`": return (field, message).
+    A field that is unknown or missing is named as the field itself."""
     text = str(err)
     m = _PATH.search(text)
-    if not m:
-        return "", text
-    path = m.group("path").lstrip(".")
-    message = text[: m.start()]
-    if m.group("key"):
+    path, message = ("", text) if not m else (m.group("path").lstrip("."), text[: m.start()])
+    if m and m.group("key"):
         message = f"key: {message}"
+    for pattern, what in ((_UNKNOWN, "unknown field"), (_MISSING, "missing required field")):
+        named = pattern.match(message)
+        if named:
+            return f"{path}.{named.group(1)}".lstrip("."), what
     return path, message
 
 
@@ -116,9 +119,6 @@ def _decode_body(body: bytes, raw_type: type[Any]) -> Any:
         # before the end shows they are not JSON at all: a body that is not JSON is a 400.
         _check_json(body)
         field, message = _split_msgspec_error(err)
-        unknown = _UNKNOWN.match(message)
-        if unknown:
-            field, message = f"{field}.{unknown.group(1)}".lstrip("."), "unknown field"
         raise InvalidBatch([ItemError(None, field or "body", message)]) from err
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
         raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
@@ -165,10 +165,7 @@ def _item_errors(
             item = msgspec.json.decode(raw, type=item_type)
         except msgspec.ValidationError as err:
             field, message = _split_msgspec_error(err)
-            unknown = _UNKNOWN.match(message)
-            if unknown:
-                field, message = unknown.group(1), "unknown field"
-            elif field.startswith("dimensions[...]"):
+            if field.startswith("dimensions[...]"):
                 key = _dimension_key(raw)
                 if key is not None:
                     field = f"dimensions.{key}"
