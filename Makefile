@@ -13,7 +13,14 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	$(UV) sync --frozen
 	@touch $@
 
-setup: $(VENV)/.synced
+# The aggregator's native core (app/meterplane/aggregate/native.py says what it is for).
+NATIVE := app/meterplane/aggregate/_native.so
+NATIVE_CFLAGS := -O2 -shared -fPIC -std=c11 -Wall -Wextra -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Werror
+$(NATIVE): app/meterplane/aggregate/_native.c $(VENV)/.synced
+	$(CC) $(NATIVE_CFLAGS) -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" $< -o $@
+
+setup: $(VENV)/.synced $(NATIVE)
 
 demo: setup
 	$(BIN)/meterplane demo
@@ -53,4 +60,4 @@ bench: setup
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache $(NATIVE)

@@ -27,7 +27,8 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from meterplane.aggregate.dedup import DedupWindow
+from meterplane.aggregate.dedup import new_window
+from meterplane.aggregate.native import core
 from meterplane.core import metrics
 from meterplane.core.catalog import Catalog
 from meterplane.core.counters import CounterBook, Outcome
@@ -107,6 +108,8 @@ class RawRows:
     def __init__(self) -> None:
         self.n = 0
         self.strings: dict[str, list[str]] = {c: [] for c in _STRING_COLUMNS}
+        # the string columns so far as Arrow arrays, in frame order (``strings`` follows)
+        self.chunks: dict[str, list[pa.Array]] = {c: [] for c in _STRING_COLUMNS}
         self.stamps = array("q")
         self.frames: dict[str, list[Any]] = {"kind": [], "ingested_at": [], "log_pos": []}
         self.counts: list[int] = []
@@ -130,11 +133,38 @@ class RawRows:
         self.payload_bytes += len(lines)
         self.n += len(new)
 
+    def add_scanned(
+        self, frame: Frame, n: int, columns: Sequence[tuple[bytes, bytes]], stamps: bytes
+    ) -> None:
+        """Queue an event frame's first copies as ``_native.scan_events`` built them:
+        (offsets, data) of the string columns and the payloads, int64 timestamps."""
+        if not n:
+            return
+        self._flush_strings()
+        for name, (offsets, data) in zip(_STRING_COLUMNS, columns, strict=False):
+            self.chunks[name].append(_arrow_column(pa.string(), n, offsets, data))
+        offsets, data = columns[len(_STRING_COLUMNS)]
+        self.payloads.append(_arrow_column(pa.binary(), n, offsets, data))
+        self.payload_bytes += len(data)
+        self.stamps.frombytes(stamps)
+        self.frames["kind"].append("event")
+        self.frames["ingested_at"].append(frame.received_us)
+        self.frames["log_pos"].append(frame.pos)
+        self.counts.append(n)
+        self.n += n
+
+    def _flush_strings(self) -> None:
+        if self.strings["customer_id"]:
+            for name, values in self.strings.items():
+                self.chunks[name].append(pa.array(values, pa.string()))
+            self.strings = {c: [] for c in _STRING_COLUMNS}
+
     def columns(self) -> dict[str, Any]:
         """The rows as Arrow columns, in ``EVENT_COLUMNS`` order."""
         per_frame = to_arrow(self.frames)
         rows = pa.array(np.repeat(np.arange(len(self.counts)), self.counts))
-        cols: dict[str, Any] = {n: self.strings[n] for n in _STRING_COLUMNS}
+        self._flush_strings()
+        cols: dict[str, Any] = {n: pa.concat_arrays(self.chunks[n]) for n in _STRING_COLUMNS}
         cols.update({n: per_frame.column(n).take(rows) for n in self.frames})
         cols["timestamp"] = pa.array(np.frombuffer(self.stamps, np.int64), ARROW_TYPES["timestamp"])
         # One array, not a chunk per frame: chdb inserts chunked columns at a higher cost.
@@ -146,6 +176,10 @@ class RawRows:
         return {n: cols[n] for n in EVENT_COLUMNS}
 
 
+def _arrow_column(kind: pa.DataType, n: int, offsets: Any, data: Any) -> pa.Array:
+    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
 def json_lines_array(lines: bytes) -> pa.Array:
     """``msgspec``'s JSON lines (one document per line) as an Arrow binary array of the
     documents. JSON text never holds a raw newline, so every newline ends a document."""
@@ -154,9 +188,7 @@ def json_lines_array(lines: bytes) -> pa.Array:
     offsets[0] = 0
     offsets[1:] = ends - np.arange(len(ends))  # each end, less the newlines before it
     data = lines.replace(b"\n", b"")
-    return pa.Array.from_buffers(
-        pa.binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
-    )
+    return _arrow_column(pa.binary(), len(ends), offsets, data)
 
 
 class Aggregator:
@@ -181,7 +213,7 @@ class Aggregator:
         self.checkpoint_rows = checkpoint_rows
         self.pos = 0
         self._checkpointed = -1  # nothing written yet: the first checkpoint always writes
-        self.dedup = DedupWindow()
+        self.dedup = new_window()
         self._raw = RawRows()
         self._last_checkpoint = time.monotonic()
         self._stop = threading.Event()
@@ -210,7 +242,7 @@ class Aggregator:
         )
         table = self.engine.query_arrow(sql)
         if table.num_rows:
-            self.dedup = DedupWindow()
+            self.dedup = new_window()
             self.dedup.load(
                 table.column("customer_id").to_pylist(),
                 table.column("idempotency_key").to_pylist(),
@@ -288,6 +320,11 @@ class Aggregator:
         out = Outcome()
         received = frame.received_us
         hinted = self._hints.pop(frame.end, None)
+        if frame.kind == KIND_EVENTS and core is not None:
+            scan = core.scan_events(self.dedup, frame.body, received)
+            if scan is not None:  # else a shape the scan leaves to the Python path below
+                self._apply_scanned(frame, scan, hinted, out)
+                return
         if frame.kind == KIND_EVENTS:
             items: Sequence[Any] = hinted or msgspec.json.decode(frame.body, type=EventBatch).events
             keys = [ev.idempotencyKey for ev in items]
@@ -323,6 +360,29 @@ class Aggregator:
                 book.apply_usage(c, f, k, ts, it.value, it.updateBehavior == "SET", res, out)
         self._raw.add(frame, kind, new, (customers, keys, names, stamps, resources))
         metrics.DUPLICATES.inc(len(items) - n)
+        metrics.UNMETERED.inc(out.unmetered)
+        metrics.AGGREGATED.inc(out.applied)
+
+    def _apply_scanned(
+        self, frame: Frame, scan: Any, hinted: Sequence[Any] | None, out: Outcome
+    ) -> None:
+        """Count an event frame that ``_native.scan_events`` deduped (its identities are
+        admitted) and turned into raw-row columns."""
+        n, fresh, customers, stamp_bytes, unparsed, columns = scan
+        items: Sequence[Any] = hinted or msgspec.json.decode(frame.body, type=EventBatch).events
+        if len(items) != n:  # the scan and msgspec read the body alike, or this is a bug
+            raise RuntimeError(f"frame at {frame.pos}: scanned {n} events, decoded {len(items)}")
+        new = items if fresh is None else [items[i] for i in fresh]
+        stamps = array("q", stamp_bytes)
+        for i in unparsed:  # a timestamp in a form the scan leaves to msgspec
+            stamps[i] = (new[i].timestamp - EPOCH) // ONE_US
+        apply = self.book.apply_event
+        for it, c, ts in zip(new, customers, stamps, strict=True):
+            apply(c, it.eventName, it.idempotencyKey, ts, it.dimensions, it.resourceId or "", out)
+        self._raw.add_scanned(
+            frame, len(new), columns, stamps.tobytes() if unparsed else stamp_bytes
+        )
+        metrics.DUPLICATES.inc(n - len(new))
         metrics.UNMETERED.inc(out.unmetered)
         metrics.AGGREGATED.inc(out.applied)
 

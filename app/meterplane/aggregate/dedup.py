@@ -10,6 +10,9 @@ the oldest entry again and again instead scans every entry deleted before it (qu
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
+
+from meterplane.aggregate.native import core
 
 
 class DedupWindow:
@@ -48,18 +51,15 @@ class DedupWindow:
             known.add(key)
             fresh.append(i)
         if len(fresh) == len(keys):
-            self._remember(at, customers, keys)
+            if keys:  # nothing to forget later: no entry
+                self._remember(at, customers, keys)
         elif fresh:
             self._remember(at, [customers[i] for i in fresh], [keys[i] for i in fresh])
         return fresh
 
     def load(self, customers: list[str], keys: list[str], times: list[int]) -> None:
         """Remember stored identities, given in arrival order (a restart rebuilds the window)."""
-        start = 0
-        for i in range(1, len(times) + 1):
-            if i == len(times) or times[i] != times[start]:
-                self.admit(customers[start:i], keys[start:i], times[start])
-                start = i
+        _load(self, customers, keys, times)
 
     def forget_before(self, cutoff: int) -> None:
         """Forget every identity that arrived before ``cutoff``."""
@@ -77,3 +77,28 @@ class DedupWindow:
     def _remember(self, at: int, customers: list[str], keys: list[str]) -> None:
         self._arrivals.append((at, customers, keys))
         self._n += len(keys)
+
+
+def _load(window: Any, customers: list[str], keys: list[str], times: list[int]) -> None:
+    """Admit stored identities given in arrival order, one call per arrival time."""
+    start = 0
+    for i in range(1, len(times) + 1):
+        if i == len(times) or times[i] != times[start]:
+            window.admit(customers[start:i], keys[start:i], times[start])
+            start = i
+
+
+if core is not None:
+
+    class NativeDedupWindow(core.Dedup):
+        """``DedupWindow`` in C (``_native.c``): the same operations, with the identities
+        as UTF-8 bytes in one hash table instead of str objects in sets, and what
+        ``aggregator`` needs to dedupe an event frame without the interpreter lock."""
+
+        __slots__ = ()
+        load = _load
+
+
+def new_window() -> Any:
+    """The native window where it is compiled, else the Python one (same behaviour)."""
+    return DedupWindow() if core is None else NativeDedupWindow()

@@ -1,0 +1,238 @@
+"""The aggregator's native core (``aggregate/_native.c``) against the Python reference path:
+the same frames, in every JSON form a client may send, must leave the same counters, the
+same dedup window and the same raw rows (payloads: the event's JSON as received, which
+decodes to the same event)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from meterplane.aggregate import aggregator as aggregator_module
+from meterplane.aggregate import dedup as dedup_module
+from meterplane.aggregate.aggregator import Aggregator
+from meterplane.aggregate.dedup import DedupWindow, NativeDedupWindow
+from meterplane.aggregate.native import core
+from meterplane.core.catalog import load_catalog
+from meterplane.core.model import EventBatch
+from meterplane.core.timeutil import EPOCH, ONE_US
+from meterplane.ingest.buffer import KIND_EVENTS, KIND_USAGE, Frame
+
+PLAIN_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+CUSTOMERS = ["acme", "globex", "initech", 'quo"te', "ünï", "\\back", "𝄞clef"]
+KEYS = ["k", "k\nnl", "ключ", "𝄞", 'q"', "tab\t", "x" * 200]
+EVENTS = [
+    ("api_call", lambda r: {"region": r.choice(["us", "eu", "ap"])}),
+    ("completion", lambda r: {"tokens": r.randint(1, 4000), "latency_ms": r.random() * 900}),
+    ("login", lambda r: {"user": f"u{r.randint(0, 40)}"}),
+    ("storage_snapshot", lambda r: {"gb": r.choice([1, 2.5, 900, 7])}),
+    ("unmetered", lambda r: {}),
+]
+
+
+def _stamp(r: random.Random, t: datetime) -> str | None:
+    """A timestamp in one of the forms msgspec accepts (or none at all)."""
+    form = r.randrange(9)
+    if form == 0:
+        return None
+    offset = timedelta(minutes=r.choice([0, 60, -330, 840, -720]))
+    local = (t + offset).replace(tzinfo=None)
+    digits = r.choice([0, 1, 3, 6, 7, 9])
+    base = local.strftime("%Y-%m-%dT%H:%M:%S")
+    frac = f"{local.microsecond:06d}{r.randrange(1000):03d}"[:digits]
+    text = base + (f".{frac}" if digits else "")
+    sign = "-" if offset < timedelta(0) else "+"
+    hhmm = divmod(abs(int(offset.total_seconds())) // 60, 60)
+    suffix = "Z" if not offset and r.random() < 0.6 else f"{sign}{hhmm[0]:02d}:{hhmm[1]:02d}"
+    if form == 1:
+        return text.replace("T", " ") + suffix  # forms the scan leaves to msgspec
+    if form == 2:
+        return text.lower() + suffix.lower()
+    if form == 3:
+        return text + suffix.replace(":", "")
+    return text + suffix
+
+
+def _event(r: random.Random, i: int) -> dict[str, Any]:
+    name, dims = r.choice(EVENTS)
+    ev: dict[str, Any] = {
+        "customerId": r.choice(CUSTOMERS),
+        "eventName": name,
+        "idempotencyKey": f"{r.choice(KEYS)}-{r.randrange(60)}",
+    }
+    t = NOW - timedelta(microseconds=r.randrange(40 * 86_400_000_000))
+    if (stamp := _stamp(r, t)) is not None or r.random() < 0.3:
+        ev["timestamp"] = stamp
+    if r.random() < 0.7:
+        ev["dimensions"] = dims(r)
+    if r.random() < 0.3:
+        ev["resourceId"] = r.choice([None, "r-1", "r-ü", 'r"2'])
+    items = list(ev.items())
+    r.shuffle(items)  # any field order
+    return dict(items)
+
+
+def _body(r: random.Random, events: list[dict[str, Any]]) -> bytes:
+    """The batch in one of the JSON forms a client may send."""
+    form = r.randrange(4)
+    if form == 0:
+        return msgspec.json.encode({"events": events})
+    if form == 1:
+        return json.dumps({"events": events}, ensure_ascii=True).encode()  # \\u escapes
+    if form == 2:
+        return json.dumps({"events": events}, indent=2, ensure_ascii=False).encode()
+    spaced = b" ,\r\n ".join(json.dumps(e).encode() for e in events)
+    return b' \n{ "events" :\t[ ' + spaced + b"]}\n"
+
+
+def _frames(seed: int, n_frames: int = 40) -> list[Frame]:
+    r = random.Random(seed)
+    frames, pos = [], 0
+    for f in range(n_frames):
+        events = [_event(r, i) for i in range(r.randrange(0, 60))]
+        if events and r.random() < 0.3:
+            events += r.sample(events, k=min(len(events), 5))  # copies within the frame
+        kind = KIND_EVENTS
+        body = _body(r, events)
+        if r.random() < 0.1:  # usage reports between event frames
+            kind = KIND_USAGE
+            usage = [{"customerId": "acme", "featureId": "seats", "value": r.randint(1, 9)}]
+            body = msgspec.json.encode({"usages": usage})
+        received = int((NOW - EPOCH) // ONE_US) + f * 1000
+        frames.append(Frame(pos, pos + len(body) + 24, kind, received, body))
+        pos += len(body) + 24
+    return frames
+
+
+@pytest.fixture
+def python_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Within it, new aggregators take the Python reference path."""
+    with monkeypatch.context() as m:
+        m.setattr(aggregator_module, "core", None)
+        m.setattr(dedup_module, "core", None)
+        yield
+
+
+def _run(frames: list[Frame], tmp_path: Path, hints: bool = False) -> Aggregator:
+    agg = Aggregator(None, None, load_catalog(), tmp_path)  # type: ignore[arg-type]
+    for frame in frames:
+        if hints and frame.kind == KIND_EVENTS:
+            agg.hint(frame.end, msgspec.json.decode(frame.body, type=EventBatch).events)
+        agg._apply(frame)
+    return agg
+
+
+def _rows(agg: Aggregator) -> list[dict[str, Any]]:
+    """The raw rows, with payloads decoded (their text is the client's, by design)."""
+    cols = {name: col.to_pylist() for name, col in agg._raw.columns().items()}
+    rows = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+    for row in rows:
+        row["payload"] = msgspec.json.decode(row["payload"])
+        row["payload"].pop("timestamp", None)  # compared as the ``timestamp`` column
+        if row["payload"].get("resourceId") is None:
+            row["payload"].pop("resourceId", None)
+        if not row["payload"].get("dimensions"):
+            row["payload"].pop("dimensions", None)
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_native_core_counts_and_stores_what_the_python_path_does(
+    seed: int, tmp_path: Path, python_path: None
+) -> None:
+    frames = _frames(seed)
+    reference = _run(frames, tmp_path / "py")
+    assert isinstance(reference.dedup, DedupWindow)
+    with pytest.MonkeyPatch.context() as m:  # undo ``python_path`` for the native run
+        m.setattr(aggregator_module, "core", core)
+        m.setattr(dedup_module, "core", core)
+        native = _run(frames, tmp_path / "c", hints=seed % 2 == 1)
+    assert isinstance(native.dedup, NativeDedupWindow)
+    assert native.book.snapshot() == reference.book.snapshot()
+    assert native.dedup.arrivals() == reference.dedup.arrivals()
+    assert len(native.dedup) == len(reference.dedup) > 0
+    assert _rows(native) == _rows(reference)
+    assert native._raw.n == reference._raw.n
+
+
+def test_the_scan_parses_plain_rfc3339_as_msgspec_does() -> None:
+    r = random.Random(3)
+    window = NativeDedupWindow()
+    parsed = 0
+    for i in range(3000):
+        t = NOW - timedelta(microseconds=r.randrange(-(10**15), 10**15))
+        stamp = _stamp(r, t) or "2026-01-01T00:00:00Z"
+        ev = {"customerId": "c", "eventName": "e", "idempotencyKey": str(i), "timestamp": stamp}
+        body = msgspec.json.encode({"events": [ev]})
+        scan = core.scan_events(window, body, 0)
+        assert scan is not None
+        _, _, _, stamps, unparsed, _ = scan
+        decoded = msgspec.json.decode(body, type=EventBatch).events[0].timestamp
+        assert decoded is not None
+        # Any other form is left to msgspec: the aggregator reads it from the decoded item.
+        assert bool(unparsed) != bool(PLAIN_RFC3339.fullmatch(stamp)), stamp
+        if not unparsed:
+            parsed += 1
+            assert int.from_bytes(stamps, "little", signed=True) == (decoded - EPOCH) // ONE_US
+    assert parsed > 1500
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a repeated field (msgspec keeps the last one) and an escaped field name
+        b'{"events":[{"customerId":"a","customerId":"b","eventName":"e","idempotencyKey":"k"}]}',
+        b'{"events":[{"customerI\\u0064":"b","eventName":"e","idempotencyKey":"k"}]}',
+        b'{"\\u0065vents":[{"customerId":"b","eventName":"e","idempotencyKey":"k"}]}',
+    ],
+)
+def test_a_shape_the_scan_does_not_take_goes_to_python_with_nothing_admitted(
+    body: bytes, tmp_path: Path
+) -> None:
+    window = NativeDedupWindow()
+    assert core.scan_events(window, body, 5) is None
+    assert len(window) == 0
+    agg = _run([Frame(0, len(body), KIND_EVENTS, 5, body)], tmp_path)
+    assert agg.dedup.arrivals() == [(5, [("b", "k")])]
+    assert agg._raw.n == 1
+
+
+def test_the_native_window_admits_and_forgets_as_the_python_one(tmp_path: Path) -> None:
+    r = random.Random(11)
+    py, c = DedupWindow(), NativeDedupWindow()
+    for at in range(400):
+        n = r.randrange(0, 30)
+        customers = [r.choice(CUSTOMERS) for _ in range(n)]
+        keys = [f"{r.choice(KEYS)}{r.randrange(200)}" for _ in range(n)]
+        assert c.admit(customers, keys, at) == py.admit(customers, keys, at)
+        if r.random() < 0.2:
+            cutoff = at - r.randrange(0, 50)
+            py.forget_before(cutoff)
+            c.forget_before(cutoff)
+        assert len(c) == len(py)
+        probe = (r.choice(CUSTOMERS), f"{r.choice(KEYS)}{r.randrange(200)}")
+        assert (probe in c) == (probe in py)
+    assert c.arrivals() == py.arrivals()
+    c.load(*_identities(py))
+    assert c.arrivals() == py.arrivals()  # known identities: loading them again adds none
+
+
+def _identities(window: DedupWindow) -> tuple[list[str], list[str], list[int]]:
+    customers: list[str] = []
+    keys: list[str] = []
+    times: list[int] = []
+    for at, idents in window.arrivals():
+        for customer, key in idents:
+            customers.append(customer)
+            keys.append(key)
+            times.append(at)
+    return customers, keys, times
