@@ -15,7 +15,7 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 # The aggregator's native core (app/meterplane/aggregate/native.py says what it is for).
 NATIVE := app/meterplane/aggregate/_native.so
-NATIVE_CFLAGS := -O2 -shared -fPIC -std=c11 -Wall -Wextra -Wno-unused-parameter \
+NATIVE_CFLAGS := -O2 -shared -fPIC -std=c11 -ffp-contract=off -Wall -Wextra -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Werror
 $(NATIVE): app/meterplane/aggregate/_native.c $(VENV)/.synced
 	$(CC) $(NATIVE_CFLAGS) -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" $< -o $@

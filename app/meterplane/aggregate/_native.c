@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <math.h>
 
 /* ------------------------------------------------------------------------ hashing */
 
@@ -669,7 +671,64 @@ typedef struct {
     uint32_t span_n;
     int64_t ts;
     int ts_state; /* 0: none (time of receipt), 1: parsed, 2: left to the caller */
+    uint32_t dims_at, dims_n; /* the event's dimensions in the frame's ``Dims`` */
 } Ev;
+
+/* One dimension's value as JSON wrote it. */
+enum { V_STR, V_INT, V_FLOAT, V_TRUE, V_FALSE, V_OTHER };
+
+typedef struct {
+    const char *k, *s; /* name; a string value's text (decoded) */
+    uint32_t kn, sn;
+    int type;
+    int64_t i;
+    double d;
+} Dim;
+
+typedef struct {
+    Dim *v;
+    size_t n, cap;
+} Dims;
+
+static Dim *dims_push(Dims *ds) {
+    if (ds->n == ds->cap) {
+        size_t cap = ds->cap ? ds->cap * 2 : 256;
+        Dim *v = realloc(ds->v, cap * sizeof(Dim));
+        if (!v) return NULL;
+        ds->v = v;
+        ds->cap = cap;
+    }
+    return &ds->v[ds->n++];
+}
+
+/* A JSON number token: an int64 when written without fraction or exponent, else a double
+ * (strtod rounds correctly, as msgspec does); an int past int64 is V_OTHER. */
+static int number(Cur *c, Dim *v) {
+    const char *p = c->p;
+    int is_float = 0;
+    while (c->p < c->end && ((*c->p >= '0' && *c->p <= '9') || *c->p == '-' || *c->p == '+' ||
+                             *c->p == '.' || *c->p == 'e' || *c->p == 'E')) {
+        if (*c->p == '.' || *c->p == 'e' || *c->p == 'E') is_float = 1;
+        c->p++;
+    }
+    size_t n = (size_t)(c->p - p);
+    char buf[400];
+    if (n == 0 || n >= sizeof buf) return -1;
+    memcpy(buf, p, n);
+    buf[n] = 0;
+    char *end;
+    if (is_float) {
+        v->type = V_FLOAT;
+        v->d = strtod(buf, &end);
+        return end == buf + n ? 0 : -1;
+    }
+    errno = 0;
+    long long x = strtoll(buf, &end, 10);
+    if (end != buf + n) return -1;
+    v->type = errno == ERANGE ? V_OTHER : V_INT;
+    v->i = x;
+    return 0;
+}
 
 enum { F_CUST = 1, F_NAME = 2, F_KEY = 4, F_TS = 8, F_DIMS = 16, F_RES = 32 };
 
@@ -696,8 +755,59 @@ static int key_is(const char *k, size_t kn, const char *want) {
     return kn == strlen(want) && memcmp(k, want, kn) == 0;
 }
 
+/* An event's dimensions object into ``dims`` (the event's are the last ``dims_n``). */
+static int scan_dims(Cur *c, char **scratch, Dims *dims, Ev *ev) {
+    ev->dims_at = (uint32_t)dims->n;
+    ws(c);
+    if (c->p >= c->end || *c->p != '{') return -1;
+    c->p++;
+    ws(c);
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return 0;
+    }
+    for (;;) {
+        Dim *v = dims_push(dims);
+        if (!v) return -1;
+        ws(c);
+        if (field_str(c, scratch, &v->k, &v->kn) < 0) return -1;
+        ws(c);
+        if (c->p >= c->end || *c->p != ':') return -1;
+        c->p++;
+        ws(c);
+        if (c->p >= c->end) return -1;
+        char ch = *c->p;
+        if (ch == '"') {
+            v->type = V_STR;
+            if (field_str(c, scratch, &v->s, &v->sn) < 0) return -1;
+        } else if (ch == 't' && c->end - c->p >= 4 && memcmp(c->p, "true", 4) == 0) {
+            v->type = V_TRUE;
+            c->p += 4;
+        } else if (ch == 'f' && c->end - c->p >= 5 && memcmp(c->p, "false", 5) == 0) {
+            v->type = V_FALSE;
+            c->p += 5;
+        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            if (number(c, v) < 0) return -1;
+        } else {
+            v->type = V_OTHER;
+            if (skip_value(c) < 0) return -1;
+        }
+        ev->dims_n++;
+        ws(c);
+        if (c->p < c->end && *c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (c->p < c->end && *c->p == '}') {
+            c->p++;
+            return 0;
+        }
+        return -1;
+    }
+}
+
 /* One event object. -1: a shape this scan does not take (the frame goes to Python). */
-static int scan_event(Cur *c, char **scratch, Ev *ev) {
+static int scan_event(Cur *c, char **scratch, Dims *dims, Ev *ev) {
     memset(ev, 0, sizeof *ev);
     ws(c);
     if (c->p >= c->end || *c->p != '{') return -1;
@@ -747,7 +857,7 @@ static int scan_event(Cur *c, char **scratch, Ev *ev) {
             }
         } else if (key_is(k, kn, "dimensions")) {
             bit = F_DIMS;
-            if (skip_value(c) < 0) return -1;
+            if (scan_dims(c, scratch, dims, ev) < 0) return -1;
         } else {
             return -1;
         }
@@ -769,7 +879,8 @@ static int scan_event(Cur *c, char **scratch, Ev *ev) {
 }
 
 /* The whole body: ``{"events": [event, ...]}``. Returns the number of events, or -1. */
-static Py_ssize_t scan_body(const char *body, size_t n, char *scratch, Ev *evs, size_t max) {
+static Py_ssize_t scan_body(const char *body, size_t n, char *scratch, Dims *dims, Ev *evs,
+                            size_t max) {
     Cur c = {body, body + n};
     const char *k;
     size_t kn;
@@ -792,7 +903,7 @@ static Py_ssize_t scan_body(const char *body, size_t n, char *scratch, Ev *evs, 
     } else {
         for (;;) {
             if (count == max) return -1;
-            if (scan_event(&c, &scratch, &evs[count]) < 0) return -1;
+            if (scan_event(&c, &scratch, dims, &evs[count]) < 0) return -1;
             count++;
             ws(&c);
             if (c.p < c.end && *c.p == ',') {
@@ -811,6 +922,643 @@ static Py_ssize_t scan_body(const char *body, size_t n, char *scratch, Ev *evs, 
     c.p++;
     ws(&c);
     return c.p == c.end ? (Py_ssize_t)count : -1;
+}
+
+/* ------------------------------------------------------------------------ counting */
+
+/* The catalog's meters as the scan applies them, and the periods the Python side has
+ * opened for each (customer, feature). Whatever this cannot decide exactly as
+ * ``core/counters.py`` and ``core/meters.py`` do is left to them, a whole event at a time:
+ * a meter with a filter other than EQUALS/IN over strings, a resource id, a timestamp in
+ * another form, a number past int64, a period not opened yet. */
+
+enum { K_COUNT, K_SUM, K_AVG, K_MAX, K_MIN, K_LATEST, K_UNIQUE };
+
+typedef struct {
+    char *dim;
+    uint32_t dim_n, n_allowed;
+    char **allowed;
+    uint32_t *allowed_n;
+} Filt;
+
+typedef struct {
+    uint32_t fi;
+    int kind;
+    char *field; /* NULL: no field */
+    uint32_t field_n, n_filters;
+    Filt *filters;
+} Meter;
+
+typedef struct {
+    char *name;
+    uint32_t name_n, n_meters;
+    int python_only;
+    Meter *meters;
+} NameMeters;
+
+typedef struct {
+    int64_t start, end;
+    uint32_t idx;
+} Period;
+
+typedef struct {
+    uint64_t h;
+    char *cust; /* NULL: a free slot */
+    uint32_t cust_n, fi, np;
+    Period *p;
+} CfEntry;
+
+typedef struct {
+    PyObject_HEAD
+    NameMeters *names;
+    uint32_t n_names;
+    CfEntry *cf;
+    size_t cf_cap, cf_n;
+} MetersObject;
+
+static char *dup_utf8(PyObject *s, uint32_t *n, const char *what) {
+    const char *p;
+    Py_ssize_t len;
+    if (utf8_of(s, &p, &len, what) < 0) return NULL;
+    char *out = malloc((size_t)len + 1);
+    if (!out) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(out, p, (size_t)len);
+    *n = (uint32_t)len;
+    return out;
+}
+
+static void meters_free_config(MetersObject *m) {
+    for (uint32_t a = 0; a < m->n_names; a++) {
+        NameMeters *nm = &m->names[a];
+        for (uint32_t b = 0; b < nm->n_meters; b++) {
+            Meter *mt = &nm->meters[b];
+            for (uint32_t c = 0; c < mt->n_filters; c++) {
+                Filt *f = &mt->filters[c];
+                for (uint32_t k = 0; k < f->n_allowed; k++) free(f->allowed[k]);
+                free(f->allowed);
+                free(f->allowed_n);
+                free(f->dim);
+            }
+            free(mt->filters);
+            free(mt->field);
+        }
+        free(nm->meters);
+        free(nm->name);
+    }
+    free(m->names);
+    m->names = NULL;
+    m->n_names = 0;
+}
+
+/* Meters(config): config = [(event name, python only, [(feature index, kind, field or
+ * None, [(dimension, [allowed strings]), ...]), ...]), ...] */
+static int Meters_init(MetersObject *m, PyObject *args, PyObject *kw) {
+    PyObject *config;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &config)) return -1;
+    meters_free_config(m);
+    Py_ssize_t nn = PyList_GET_SIZE(config);
+    m->names = calloc((size_t)nn + 1, sizeof(NameMeters));
+    if (!m->names) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t a = 0; a < nn; a++) {
+        PyObject *name, *meters;
+        int python_only;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(config, a), "UpO!", &name, &python_only,
+                              &PyList_Type, &meters))
+            return -1;
+        NameMeters *nm = &m->names[m->n_names++];
+        nm->python_only = python_only;
+        if (!(nm->name = dup_utf8(name, &nm->name_n, "event name"))) return -1;
+        Py_ssize_t nmt = PyList_GET_SIZE(meters);
+        nm->meters = calloc((size_t)nmt + 1, sizeof(Meter));
+        if (!nm->meters) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t b = 0; b < nmt; b++) {
+            unsigned int fi;
+            int kind;
+            PyObject *field, *filters;
+            if (!PyArg_ParseTuple(PyList_GET_ITEM(meters, b), "IiOO!", &fi, &kind, &field,
+                                  &PyList_Type, &filters))
+                return -1;
+            Meter *mt = &nm->meters[nm->n_meters++];
+            mt->fi = fi;
+            mt->kind = kind;
+            if (kind < K_COUNT || kind > K_UNIQUE) {
+                PyErr_Format(PyExc_ValueError, "unknown meter kind %d", kind);
+                return -1;
+            }
+            if (field != Py_None && !(mt->field = dup_utf8(field, &mt->field_n, "field")))
+                return -1;
+            Py_ssize_t nf = PyList_GET_SIZE(filters);
+            mt->filters = calloc((size_t)nf + 1, sizeof(Filt));
+            if (!mt->filters) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            for (Py_ssize_t c = 0; c < nf; c++) {
+                PyObject *dim, *allowed;
+                if (!PyArg_ParseTuple(PyList_GET_ITEM(filters, c), "UO!", &dim, &PyList_Type,
+                                      &allowed))
+                    return -1;
+                Filt *f = &mt->filters[mt->n_filters++];
+                if (!(f->dim = dup_utf8(dim, &f->dim_n, "dimension"))) return -1;
+                Py_ssize_t na = PyList_GET_SIZE(allowed);
+                f->allowed = calloc((size_t)na + 1, sizeof(char *));
+                f->allowed_n = calloc((size_t)na + 1, sizeof(uint32_t));
+                if (!f->allowed || !f->allowed_n) {
+                    PyErr_NoMemory();
+                    return -1;
+                }
+                for (Py_ssize_t k = 0; k < na; k++) {
+                    f->allowed[k] = dup_utf8(PyList_GET_ITEM(allowed, k), &f->allowed_n[k],
+                                             "filter value");
+                    if (!f->allowed[k]) return -1;
+                    f->n_allowed++;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+static PyObject *Meters_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    MetersObject *m = (MetersObject *)type->tp_alloc(type, 0);
+    if (!m) return NULL;
+    m->cf_cap = 256;
+    m->cf = calloc(m->cf_cap, sizeof(CfEntry));
+    if (!m->cf) {
+        Py_DECREF(m);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)m;
+}
+
+static void Meters_dealloc(MetersObject *m) {
+    meters_free_config(m);
+    for (size_t i = 0; i < m->cf_cap; i++) {
+        free(m->cf[i].cust);
+        free(m->cf[i].p);
+    }
+    free(m->cf);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+static CfEntry *cf_find(const MetersObject *m, const char *cust, uint32_t n, uint32_t fi,
+                        uint64_t h) {
+    size_t mask = m->cf_cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        CfEntry *e = &m->cf[i];
+        if (!e->cust) return e;
+        if (e->h == h && e->fi == fi && e->cust_n == n && memcmp(e->cust, cust, n) == 0)
+            return e;
+    }
+}
+
+/* set_periods(customer, feature index, [(start, end, slot index), ...] by start) */
+static PyObject *Meters_set_periods(MetersObject *m, PyObject *args) {
+    PyObject *cust, *periods;
+    unsigned int fi;
+    if (!PyArg_ParseTuple(args, "UIO!", &cust, &fi, &PyList_Type, &periods)) return NULL;
+    const char *c;
+    Py_ssize_t cn;
+    if (utf8_of(cust, &c, &cn, "customer") < 0) return NULL;
+    Py_ssize_t np = PyList_GET_SIZE(periods);
+    Period *p = malloc(((size_t)np + 1) * sizeof(Period));
+    if (!p) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < np; i++) {
+        long long start, end;
+        unsigned int idx;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(periods, i), "LLI", &start, &end, &idx)) {
+            free(p);
+            return NULL;
+        }
+        p[i] = (Period){start, end, idx};
+    }
+    if ((m->cf_n + 1) * 2 > m->cf_cap) {
+        size_t cap = m->cf_cap * 2;
+        CfEntry *cf = calloc(cap, sizeof(CfEntry));
+        if (!cf) {
+            free(p);
+            return PyErr_NoMemory();
+        }
+        for (size_t i = 0; i < m->cf_cap; i++) {
+            if (!m->cf[i].cust) continue;
+            size_t j = (size_t)m->cf[i].h & (cap - 1);
+            while (cf[j].cust) j = (j + 1) & (cap - 1);
+            cf[j] = m->cf[i];
+        }
+        free(m->cf);
+        m->cf = cf;
+        m->cf_cap = cap;
+    }
+    uint64_t h = hash_bytes(c, (size_t)cn, fi);
+    CfEntry *e = cf_find(m, c, (uint32_t)cn, fi, h);
+    if (!e->cust) {
+        e->cust = malloc((size_t)cn + 1);
+        if (!e->cust) {
+            free(p);
+            return PyErr_NoMemory();
+        }
+        memcpy(e->cust, c, (size_t)cn);
+        e->cust_n = (uint32_t)cn;
+        e->fi = fi;
+        e->h = h;
+        m->cf_n++;
+    }
+    free(e->p);
+    e->p = p;
+    e->np = (uint32_t)np;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Meters_methods[] = {
+    {"set_periods", (PyCFunction)Meters_set_periods, METH_VARARGS,
+     "set_periods(customer, feature index, [(start, end, slot index), ...]): the periods "
+     "opened for one (customer, feature), by start"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MetersType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "meterplane.aggregate._native.Meters",
+    .tp_basicsize = sizeof(MetersObject),
+    .tp_dealloc = (destructor)Meters_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A catalog's meters and the periods opened so far, for scan_events.",
+    .tp_new = Meters_new,
+    .tp_init = (initproc)Meters_init,
+    .tp_methods = Meters_methods,
+};
+
+/* A number as JSON wrote it: an int (int64) or a float. */
+typedef struct {
+    int is_int;
+    int64_t i;
+    double d;
+} Num;
+
+/* -1, 0, 1 as int ``i`` is below, equal to, above float ``d`` (exactly, as Python does). */
+static int cmp_int_float(int64_t i, double d) {
+    if (d >= 9223372036854775808.0) return -1;
+    if (d < -9223372036854775808.0) return 1;
+    int64_t t = (int64_t)d; /* toward zero, exact: |d| < 2**63 */
+    if (i != t) return i < t ? -1 : 1;
+    double frac = d - (double)t;
+    return frac > 0 ? -1 : frac < 0 ? 1 : 0;
+}
+
+static int cmp_num(const Num *a, const Num *b) {
+    if (a->is_int && b->is_int) return (a->i > b->i) - (a->i < b->i);
+    if (!a->is_int && !b->is_int) return (a->d > b->d) - (a->d < b->d);
+    if (a->is_int) return cmp_int_float(a->i, b->d);
+    return -cmp_int_float(b->i, a->d);
+}
+
+/* A UNIQUE value of one event, chained per accumulator. */
+typedef struct {
+    int type; /* V_STR, V_TRUE, V_FALSE, V_INT, V_FLOAT */
+    const char *s;
+    uint32_t sn;
+    Num num;
+    int32_t next;
+} Tok;
+
+/* What a frame's first copies add to one counter (one slot). */
+typedef struct {
+    uint32_t idx;
+    int kind;
+    int64_t count;
+    __int128 isum;
+    double *partials;
+    uint32_t np, pcap;
+    int has_best, has_latest;
+    Num best, lval;
+    int64_t lts;
+    const char *lkey;
+    uint32_t lkey_n;
+    int32_t tok_first, tok_last;
+} Acc;
+
+typedef struct {
+    Acc *accs;
+    size_t n, cap;
+    int32_t *index; /* open addressing on slot index: acc position + 1, 0 = free */
+    size_t index_cap;
+    Tok *toks;
+    size_t n_toks, toks_cap;
+} Accs;
+
+static Acc *acc_get(Accs *a, uint32_t idx, int kind) {
+    if ((a->n + 1) * 2 > a->index_cap) {
+        size_t cap = a->index_cap ? a->index_cap * 2 : 64;
+        int32_t *index = calloc(cap, sizeof(int32_t));
+        if (!index) return NULL;
+        for (size_t k = 0; k < a->n; k++) {
+            size_t j = (size_t)mix64(a->accs[k].idx) & (cap - 1);
+            while (index[j]) j = (j + 1) & (cap - 1);
+            index[j] = (int32_t)k + 1;
+        }
+        free(a->index);
+        a->index = index;
+        a->index_cap = cap;
+    }
+    size_t mask = a->index_cap - 1;
+    size_t j = (size_t)mix64(idx) & mask;
+    for (; a->index[j]; j = (j + 1) & mask) {
+        Acc *acc = &a->accs[a->index[j] - 1];
+        if (acc->idx == idx) return acc;
+    }
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 32;
+        Acc *accs = realloc(a->accs, cap * sizeof(Acc));
+        if (!accs) return NULL;
+        a->accs = accs;
+        a->cap = cap;
+    }
+    Acc *acc = &a->accs[a->n++];
+    memset(acc, 0, sizeof *acc);
+    acc->idx = idx;
+    acc->kind = kind;
+    acc->tok_first = acc->tok_last = -1;
+    a->index[j] = (int32_t)a->n;
+    return acc;
+}
+
+static void accs_free(Accs *a) {
+    for (size_t k = 0; k < a->n; k++) free(a->accs[k].partials);
+    free(a->accs);
+    free(a->index);
+    free(a->toks);
+}
+
+/* ``core/counters.py``'s ``_grow``: add ``x`` to non-overlapping partials exactly. */
+static int grow_partials(Acc *acc, double x) {
+    uint32_t i = 0;
+    for (uint32_t j = 0; j < acc->np; j++) {
+        double y = acc->partials[j];
+        if (fabs(x) < fabs(y)) {
+            double t = x;
+            x = y;
+            y = t;
+        }
+        double hi = x + y;
+        double lo = y - (hi - x);
+        if (lo != 0.0) acc->partials[i++] = lo;
+        x = hi;
+    }
+    if (i + 1 > acc->pcap) {
+        uint32_t cap = acc->pcap ? acc->pcap * 2 : 4;
+        double *p = realloc(acc->partials, cap * sizeof(double));
+        if (!p) return -1;
+        acc->partials = p;
+        acc->pcap = cap;
+    }
+    acc->partials[i] = x;
+    acc->np = i + 1;
+    return 0;
+}
+
+static const NameMeters *meters_for(const MetersObject *m, const char *name, uint32_t n) {
+    for (uint32_t a = 0; a < m->n_names; a++) {
+        const NameMeters *nm = &m->names[a];
+        if (nm->name_n == n && memcmp(nm->name, name, n) == 0) return nm;
+    }
+    return NULL;
+}
+
+/* The event's dimension ``k`` (the last of repeated names, as msgspec's dict keeps). */
+static const Dim *dim_get(const Dims *dims, const Ev *e, const char *k, uint32_t kn) {
+    for (uint32_t i = e->dims_n; i-- > 0;) {
+        const Dim *d = &dims->v[e->dims_at + i];
+        if (d->kn == kn && memcmp(d->k, k, kn) == 0) return d;
+    }
+    return NULL;
+}
+
+/* EQUALS / IN over strings: the dimension is a string equal to one of the values. */
+static int filters_hold(const Meter *mt, const Dims *dims, const Ev *e) {
+    for (uint32_t c = 0; c < mt->n_filters; c++) {
+        const Filt *f = &mt->filters[c];
+        const Dim *d = dim_get(dims, e, f->dim, f->dim_n);
+        if (!d || d->type != V_STR) return 0;
+        int any = 0;
+        for (uint32_t k = 0; k < f->n_allowed && !any; k++)
+            any = f->allowed_n[k] == d->sn && memcmp(f->allowed[k], d->s, d->sn) == 0;
+        if (!any) return 0;
+    }
+    return 1;
+}
+
+static const Period *period_of(const MetersObject *m, const char *cust, uint32_t n, uint32_t fi,
+                               int64_t ts) {
+    const CfEntry *e = cf_find(m, cust, n, fi, hash_bytes(cust, n, fi));
+    if (!e->cust || !e->np) return NULL;
+    uint32_t lo = 0, hi = e->np; /* the last period starting at or before ts */
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (e->p[mid].start <= ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (!lo) return NULL;
+    const Period *p = &e->p[lo - 1];
+    return ts < p->end ? p : NULL;
+}
+
+/* A meter's application to one event, planned before any is made: an event is counted
+ * here whole or left to Python whole. */
+typedef struct {
+    const Meter *mt;
+    const Period *p;
+    const Dim *v;
+} Plan;
+
+enum { COUNT_OK = 0, COUNT_PYTHON = 1, COUNT_OOM = -1 };
+
+static int count_event(const MetersObject *m, Accs *a, const Dims *dims, const Ev *e,
+                       int64_t ts, int64_t *applied, int64_t *unmetered) {
+    if (e->ts_state == 2 || e->res_n) return COUNT_PYTHON;
+    const NameMeters *nm = meters_for(m, e->name, e->name_n);
+    if (!nm) return COUNT_OK; /* no meter counts this event */
+    if (nm->python_only) return COUNT_PYTHON;
+    Plan plan[64];
+    uint32_t np = 0;
+    int64_t unm = 0;
+    if (nm->n_meters > 64) return COUNT_PYTHON;
+    for (uint32_t b = 0; b < nm->n_meters; b++) {
+        const Meter *mt = &nm->meters[b];
+        if (!filters_hold(mt, dims, e)) continue;
+        const Dim *v = NULL;
+        if (mt->field) {
+            v = dim_get(dims, e, mt->field, mt->field_n);
+            if (v && v->type == V_OTHER) return COUNT_PYTHON; /* e.g. an int past int64 */
+            if (mt->kind == K_UNIQUE ? !v : (!v || (v->type != V_INT && v->type != V_FLOAT))) {
+                unm++; /* missing, or not a number where one is needed */
+                continue;
+            }
+        }
+        const Period *p = period_of(m, e->cust, e->cust_n, mt->fi, ts);
+        if (!p) return COUNT_PYTHON; /* a period Python has not opened yet */
+        plan[np++] = (Plan){mt, p, v};
+    }
+    for (uint32_t k = 0; k < np; k++) {
+        const Meter *mt = plan[k].mt;
+        const Dim *v = plan[k].v;
+        Acc *acc = acc_get(a, plan[k].p->idx, mt->kind);
+        if (!acc) return COUNT_OOM;
+        acc->count++;
+        Num num = {0};
+        if (v && (v->type == V_INT || v->type == V_FLOAT))
+            num = (Num){v->type == V_INT, v->i, v->d};
+        switch (mt->kind) {
+        case K_SUM:
+        case K_AVG:
+            if (num.is_int)
+                acc->isum += num.i;
+            else if (grow_partials(acc, num.d) < 0)
+                return COUNT_OOM;
+            break;
+        case K_MAX:
+        case K_MIN: {
+            int c = acc->has_best ? cmp_num(&num, &acc->best) : 0;
+            int better = mt->kind == K_MAX ? c > 0 : c < 0;
+            /* ties keep an int over a float: the same value whatever the order */
+            if (!acc->has_best || better || (c == 0 && num.is_int && !acc->best.is_int)) {
+                acc->best = num;
+                acc->has_best = 1;
+            }
+            break;
+        }
+        case K_LATEST: {
+            int later = !acc->has_latest || ts > acc->lts;
+            if (acc->has_latest && ts == acc->lts) {
+                uint32_t n = e->key_n < acc->lkey_n ? e->key_n : acc->lkey_n;
+                int c = memcmp(e->key, acc->lkey, n);
+                later = c > 0 || (c == 0 && e->key_n > acc->lkey_n);
+            }
+            if (later) {
+                acc->has_latest = 1;
+                acc->lts = ts;
+                acc->lkey = e->key;
+                acc->lkey_n = e->key_n;
+                acc->lval = num;
+            }
+            break;
+        }
+        case K_UNIQUE: {
+            if (a->n_toks == a->toks_cap) {
+                size_t cap = a->toks_cap ? a->toks_cap * 2 : 256;
+                Tok *t = realloc(a->toks, cap * sizeof(Tok));
+                if (!t) return COUNT_OOM;
+                a->toks = t;
+                a->toks_cap = cap;
+            }
+            Tok *t = &a->toks[a->n_toks];
+            *t = (Tok){v->type, v->s, v->sn, {v->type == V_INT, v->i, v->d}, -1};
+            if (acc->tok_last >= 0)
+                a->toks[acc->tok_last].next = (int32_t)a->n_toks;
+            else
+                acc->tok_first = (int32_t)a->n_toks;
+            acc->tok_last = (int32_t)a->n_toks++;
+            break;
+        }
+        default: /* K_COUNT */
+            break;
+        }
+    }
+    *applied += np;
+    *unmetered += unm;
+    return COUNT_OK;
+}
+
+static PyObject *num_obj(const Num *n) {
+    return n->is_int ? PyLong_FromLongLong(n->i) : PyFloat_FromDouble(n->d);
+}
+
+/* ``core/counters.py``'s ``unique_token``: strings and booleans apart from numbers, and
+ * numbers by value (``repr(float(v))`` below 2**53, as Python writes it). */
+static PyObject *token_obj(const Tok *t) {
+    if (t->type == V_STR) {
+        char *buf = malloc((size_t)t->sn + 2);
+        if (!buf) return PyErr_NoMemory();
+        buf[0] = 's';
+        buf[1] = ':';
+        memcpy(buf + 2, t->s, t->sn);
+        PyObject *out = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)t->sn + 2, "strict");
+        free(buf);
+        return out;
+    }
+    if (t->type == V_TRUE) return PyUnicode_FromString("b:1");
+    if (t->type == V_FALSE) return PyUnicode_FromString("b:0");
+    const int64_t big = (int64_t)1 << 53;
+    if (t->num.is_int && (t->num.i >= big || t->num.i <= -big))
+        return PyUnicode_FromFormat("n:%lld", (long long)t->num.i);
+    double d = t->num.is_int ? (double)t->num.i : t->num.d;
+    char *r = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (!r) return NULL;
+    PyObject *out = PyUnicode_FromFormat("n:%s", r);
+    PyMem_Free(r);
+    return out;
+}
+
+static PyObject *int128_obj(__int128 v) {
+    if (v >= INT64_MIN && v <= INT64_MAX) return PyLong_FromLongLong((long long)v);
+    unsigned char bytes[16];
+    memcpy(bytes, &v, 16); /* little-endian two's complement on the platforms we build on */
+    return _PyLong_FromByteArray(bytes, 16, 1, 1);
+}
+
+/* (slot index, count, int sum, float partials, best, latest, tokens) for one Acc:
+ * best is None unless MAX/MIN saw a value; latest is (ts, key, value) or None; tokens
+ * is a list (UNIQUE) or None. */
+static PyObject *acc_obj(const Acc *acc, const Accs *a) {
+    PyObject *partials = PyList_New(acc->np);
+    if (!partials) return NULL;
+    for (uint32_t k = 0; k < acc->np; k++) {
+        PyObject *f = PyFloat_FromDouble(acc->partials[k]);
+        if (!f) {
+            Py_DECREF(partials);
+            return NULL;
+        }
+        PyList_SET_ITEM(partials, k, f);
+    }
+    PyObject *best = acc->has_best ? num_obj(&acc->best) : Py_NewRef(Py_None);
+    PyObject *latest = Py_None, *tokens = Py_None, *isum = int128_obj(acc->isum);
+    Py_INCREF(latest);
+    Py_INCREF(tokens);
+    if (acc->has_latest) {
+        PyObject *v = num_obj(&acc->lval);
+        Py_DECREF(latest);
+        latest = v ? Py_BuildValue("(Ls#N)", (long long)acc->lts, acc->lkey,
+                                   (Py_ssize_t)acc->lkey_n, v)
+                   : NULL;
+    }
+    if (acc->kind == K_UNIQUE) {
+        Py_DECREF(tokens);
+        tokens = PyList_New(0);
+        for (int32_t k = acc->tok_first; tokens && k >= 0; k = a->toks[k].next) {
+            PyObject *t = token_obj(&a->toks[k]);
+            if (!t || PyList_Append(tokens, t) < 0) Py_CLEAR(tokens);
+            Py_XDECREF(t);
+        }
+    }
+    if (!best || !latest || !tokens || !isum) {
+        Py_XDECREF(best);
+        Py_XDECREF(latest);
+        Py_XDECREF(tokens);
+        Py_XDECREF(isum);
+        Py_DECREF(partials);
+        return NULL;
+    }
+    return Py_BuildValue("(ILNNNNN)", acc->idx, (long long)acc->count, isum, partials, best,
+                         latest, tokens);
 }
 
 /* ------------------------------------------------------------------------ columns */
@@ -853,43 +1601,59 @@ static PyObject *col_pair(Col *col) {
     return t;
 }
 
-/* scan_events(dedup, body, received_us) -> None | (n, fresh, customers, stamps,
- * ts_unparsed, columns)
+/* scan_events(dedup, body, received_us, meters=None) -> None | (n, fresh, customers,
+ * stamps, ts_unparsed, columns, to_python, applied, unmetered, counted)
  *
  * ``fresh``: indices of the first copies (None: all of them); ``customers``: their
  * customer ids as interned str; ``stamps``: bytes of int64 µs (time of receipt where the
  * event has none); ``ts_unparsed``: positions among the first copies whose timestamp the
  * caller must read (another RFC 3339 form); ``columns``: (offsets, data) bytes for
- * customer_id, idempotency_key, name, resource_id and payload. None: the body has a shape
- * the scan leaves to Python; nothing was admitted. */
+ * customer_id, idempotency_key, name, resource_id and payload.
+ * With ``meters``, the first copies are also counted: ``counted`` holds what they add to
+ * each counter (see ``acc_obj``), ``applied`` and ``unmetered`` are as ``Outcome``'s, and
+ * ``to_python`` lists the positions (among the first copies) of the events left to the
+ * Python path whole. Without, ``to_python`` is None: the caller counts every event.
+ * None: the body has a shape the scan leaves to Python; nothing was admitted. */
 static PyObject *scan_events(PyObject *mod, PyObject *args) {
     DedupObject *d;
     Py_buffer body;
     long long received;
-    if (!PyArg_ParseTuple(args, "O!y*L", &DedupType, &d, &body, &received)) return NULL;
+    PyObject *meters_arg = Py_None;
+    if (!PyArg_ParseTuple(args, "O!y*L|O", &DedupType, &d, &body, &received, &meters_arg))
+        return NULL;
+    if (meters_arg != Py_None && !PyObject_TypeCheck(meters_arg, &MetersType)) {
+        PyBuffer_Release(&body);
+        PyErr_SetString(PyExc_TypeError, "meters must be a Meters or None");
+        return NULL;
+    }
+    MetersObject *meters = meters_arg == Py_None ? NULL : (MetersObject *)meters_arg;
     PyObject *result = NULL, *fresh = NULL, *customers = NULL, *stamps = NULL;
-    PyObject *unparsed = NULL;
+    PyObject *unparsed = NULL, *to_python = NULL, *counted = NULL;
     Col cols[5] = {{0}};
-    const size_t max = 1 + (size_t)body.len / 8; /* no event is shorter than 8 bytes */
+    Dims dims = {0};
+    Accs accs = {0};
+    /* no event the scan takes is shorter than 55 bytes (its three required fields) */
+    const size_t max = 1 + (size_t)body.len / 48;
     char *scratch = malloc((size_t)body.len + 1);
     Ev *evs = malloc(max * sizeof(Ev));
     uint32_t *ids = NULL;
-    uint8_t *dup = NULL;
+    uint8_t *state = NULL; /* per event: 0 counted here, 1 a duplicate, 2 left to Python */
+    int64_t applied = 0, unmetered = 0;
     if (!scratch || !evs) {
         PyErr_NoMemory();
         goto done;
     }
     Py_ssize_t n;
     Py_BEGIN_ALLOW_THREADS;
-    n = scan_body(body.buf, (size_t)body.len, scratch, evs, max);
+    n = scan_body(body.buf, (size_t)body.len, scratch, &dims, evs, max);
     Py_END_ALLOW_THREADS;
     if (n < 0) {
         result = Py_NewRef(Py_None);
         goto done;
     }
     ids = malloc(((size_t)n + 1) * sizeof(uint32_t));
-    dup = calloc((size_t)n + 1, 1);
-    if (!ids || !dup) {
+    state = calloc((size_t)n + 1, 1);
+    if (!ids || !state) {
         PyErr_NoMemory();
         goto done;
     }
@@ -906,7 +1670,7 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    size_t m = 0;
+    size_t m = 0, n_python = 0;
     size_t bytes[5] = {0};
     int oom = 0;
     Py_BEGIN_ALLOW_THREADS;
@@ -917,14 +1681,27 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
             oom = 1;
             break;
         }
-        dup[i] = !r;
-        if (r) {
-            m++;
-            bytes[0] += e->cust_n;
-            bytes[1] += e->key_n;
-            bytes[2] += e->name_n;
-            bytes[3] += e->res_n;
-            bytes[4] += e->span_n;
+        if (!r) {
+            state[i] = 1;
+            continue;
+        }
+        m++;
+        bytes[0] += e->cust_n;
+        bytes[1] += e->key_n;
+        bytes[2] += e->name_n;
+        bytes[3] += e->res_n;
+        bytes[4] += e->span_n;
+        if (meters) {
+            int64_t ts = e->ts_state == 1 ? e->ts : received;
+            int c = count_event(meters, &accs, &dims, e, ts, &applied, &unmetered);
+            if (c == COUNT_OOM) {
+                oom = 1;
+                break;
+            }
+            if (c == COUNT_PYTHON) {
+                state[i] = 2;
+                n_python++;
+            }
         }
     }
     Py_END_ALLOW_THREADS;
@@ -944,11 +1721,13 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
     stamps = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(m * 8));
     unparsed = PyList_New(0);
     fresh = m == (size_t)n ? Py_NewRef(Py_None) : PyList_New((Py_ssize_t)m);
-    if (!customers || !stamps || !unparsed || !fresh) goto done;
+    to_python = meters ? PyList_New((Py_ssize_t)n_python) : Py_NewRef(Py_None);
+    counted = PyList_New((Py_ssize_t)accs.n);
+    if (!customers || !stamps || !unparsed || !fresh || !to_python || !counted) goto done;
     int64_t *ts = (int64_t *)PyBytes_AS_STRING(stamps);
-    size_t j = 0;
+    size_t j = 0, k_python = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (dup[i]) continue;
+        if (state[i] == 1) continue;
         const Ev *e = &evs[i];
         PyObject *name = PyList_GET_ITEM(d->cust_names, ids[i]);
         PyList_SET_ITEM(customers, (Py_ssize_t)j, Py_NewRef(name));
@@ -956,6 +1735,11 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
             PyObject *idx = PyLong_FromSsize_t(i);
             if (!idx) goto done;
             PyList_SET_ITEM(fresh, (Py_ssize_t)j, idx);
+        }
+        if (state[i] == 2) {
+            PyObject *pos = PyLong_FromSize_t(j);
+            if (!pos) goto done;
+            PyList_SET_ITEM(to_python, (Py_ssize_t)k_python++, pos);
         }
         ts[j] = e->ts_state == 1 ? e->ts : received;
         if (e->ts_state == 2) {
@@ -973,6 +1757,11 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
         col_put(&cols[4], j, e->span, e->span_n);
         j++;
     }
+    for (size_t k = 0; k < accs.n; k++) {
+        PyObject *acc = acc_obj(&accs.accs[k], &accs);
+        if (!acc) goto done;
+        PyList_SET_ITEM(counted, (Py_ssize_t)k, acc);
+    }
     PyObject *pairs = PyTuple_New(5);
     if (!pairs) goto done;
     for (int k = 0; k < 5; k++) {
@@ -983,24 +1772,30 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
         }
         PyTuple_SET_ITEM(pairs, k, pair);
     }
-    result = Py_BuildValue("(nOOOON)", n, fresh, customers, stamps, unparsed, pairs);
+    result = Py_BuildValue("(nOOOONOLLO)", n, fresh, customers, stamps, unparsed, pairs,
+                           to_python, (long long)applied, (long long)unmetered, counted);
 done:
     for (int k = 0; k < 5; k++) col_clear(&cols[k]);
     Py_XDECREF(fresh);
     Py_XDECREF(customers);
     Py_XDECREF(stamps);
     Py_XDECREF(unparsed);
+    Py_XDECREF(to_python);
+    Py_XDECREF(counted);
+    free(dims.v);
+    accs_free(&accs);
     free(scratch);
     free(evs);
     free(ids);
-    free(dup);
+    free(state);
     PyBuffer_Release(&body);
     return result;
 }
 
 static PyMethodDef module_methods[] = {
     {"scan_events", scan_events, METH_VARARGS,
-     "scan_events(dedup, body, received_us): dedupe an event frame and build its raw rows"},
+     "scan_events(dedup, body, received_us, meters=None): dedupe an event frame, build its "
+     "raw rows and (with meters) count it"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1010,10 +1805,11 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
-    if (PyType_Ready(&DedupType) < 0) return NULL;
+    if (PyType_Ready(&DedupType) < 0 || PyType_Ready(&MetersType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    if (PyModule_AddObjectRef(m, "Dedup", (PyObject *)&DedupType) < 0) {
+    if (PyModule_AddObjectRef(m, "Dedup", (PyObject *)&DedupType) < 0 ||
+        PyModule_AddObjectRef(m, "Meters", (PyObject *)&MetersType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,5 +1,7 @@
 """Types of the native core (``_native.c``)."""
 
+from typing import Any
+
 class Dedup:
     def __len__(self) -> int: ...
     def __contains__(self, ident: object) -> bool: ...
@@ -7,19 +9,17 @@ class Dedup:
     def forget_before(self, cutoff: int) -> None: ...
     def arrivals(self) -> list[tuple[int, list[tuple[str, str]]]]: ...
 
+class Meters:
+    def __init__(
+        self, config: list[tuple[str, bool, list[tuple[int, int, str | None, Any]]]]
+    ) -> None: ...
+    def set_periods(
+        self, customer: str, feature: int, periods: list[tuple[int, int, int]]
+    ) -> None: ...
+
 # (offsets, data) of one Arrow string or binary column
 Column = tuple[bytes, bytes]
 
 def scan_events(
-    dedup: Dedup, body: bytes, received_us: int
-) -> (
-    tuple[
-        int,
-        list[int] | None,
-        list[str],
-        bytes,
-        list[int],
-        tuple[Column, Column, Column, Column, Column],
-    ]
-    | None
-): ...
+    dedup: Dedup, body: bytes, received_us: int, meters: Meters | None = None
+) -> tuple[Any, ...] | None: ...

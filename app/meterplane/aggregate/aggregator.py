@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from meterplane.aggregate.dedup import new_window
-from meterplane.aggregate.native import core
+from meterplane.aggregate.native import NativeCounting, core
 from meterplane.core import metrics
 from meterplane.core.catalog import Catalog
 from meterplane.core.counters import CounterBook, Outcome
@@ -214,6 +214,9 @@ class Aggregator:
         self.pos = 0
         self._checkpointed = -1  # nothing written yet: the first checkpoint always writes
         self.dedup = new_window()
+        self._native = None if core is None else NativeCounting(self.book)
+        # first copies of events counted by the native core, and by the Python path
+        self.counted_by = {"native": 0, "python": 0}
         self._raw = RawRows()
         self._last_checkpoint = time.monotonic()
         self._stop = threading.Event()
@@ -320,8 +323,9 @@ class Aggregator:
         out = Outcome()
         received = frame.received_us
         hinted = self._hints.pop(frame.end, None)
-        if frame.kind == KIND_EVENTS and core is not None:
-            scan = core.scan_events(self.dedup, frame.body, received)
+        if frame.kind == KIND_EVENTS and self._native is not None:
+            meters = self._native.sync()
+            scan = core.scan_events(self.dedup, frame.body, received, meters)
             if scan is not None:  # else a shape the scan leaves to the Python path below
                 self._apply_scanned(frame, scan, hinted, out)
                 return
@@ -366,23 +370,44 @@ class Aggregator:
     def _apply_scanned(
         self, frame: Frame, scan: Any, hinted: Sequence[Any] | None, out: Outcome
     ) -> None:
-        """Count an event frame that ``_native.scan_events`` deduped (its identities are
-        admitted) and turned into raw-row columns."""
-        n, fresh, customers, stamp_bytes, unparsed, columns = scan
-        items: Sequence[Any] = hinted or msgspec.json.decode(frame.body, type=EventBatch).events
-        if len(items) != n:  # the scan and msgspec read the body alike, or this is a bug
-            raise RuntimeError(f"frame at {frame.pos}: scanned {n} events, decoded {len(items)}")
-        new = items if fresh is None else [items[i] for i in fresh]
+        """Finish an event frame that ``_native.scan_events`` deduped (its identities are
+        admitted), counted (but for the events it left to this path) and turned into
+        raw-row columns."""
+        n, fresh, customers, stamp_bytes, unparsed, columns, to_python, applied, unmetered = scan[
+            :9
+        ]
+        assert self._native is not None
+        self._native.merge(scan[9])
+        out.applied += applied
+        out.unmetered += unmetered
         stamps = array("q", stamp_bytes)
-        for i in unparsed:  # a timestamp in a form the scan leaves to msgspec
-            stamps[i] = (new[i].timestamp - EPOCH) // ONE_US
-        apply = self.book.apply_event
-        for it, c, ts in zip(new, customers, stamps, strict=True):
-            apply(c, it.eventName, it.idempotencyKey, ts, it.dimensions, it.resourceId or "", out)
-        self._raw.add_scanned(
-            frame, len(new), columns, stamps.tobytes() if unparsed else stamp_bytes
-        )
-        metrics.DUPLICATES.inc(n - len(new))
+        if to_python or unparsed:
+            items: Sequence[Any] = hinted or msgspec.json.decode(frame.body, type=EventBatch).events
+            if len(items) != n:  # the scan and msgspec read the body alike, or this is a bug
+                raise RuntimeError(
+                    f"frame at {frame.pos}: scanned {n} events, decoded {len(items)}"
+                )
+            new = items if fresh is None else [items[i] for i in fresh]
+            for i in unparsed:  # a timestamp in a form the scan leaves to msgspec
+                stamps[i] = (new[i].timestamp - EPOCH) // ONE_US
+            apply = self.book.apply_event
+            for i in to_python:
+                it = new[i]
+                res = it.resourceId or ""
+                apply(
+                    customers[i],
+                    it.eventName,
+                    it.idempotencyKey,
+                    stamps[i],
+                    it.dimensions,
+                    res,
+                    out,
+                )
+        m = len(customers)
+        self.counted_by["native"] += m - len(to_python)
+        self.counted_by["python"] += len(to_python)
+        self._raw.add_scanned(frame, m, columns, stamps.tobytes() if unparsed else stamp_bytes)
+        metrics.DUPLICATES.inc(n - m)
         metrics.UNMETERED.inc(out.unmetered)
         metrics.AGGREGATED.inc(out.applied)
 

@@ -27,6 +27,12 @@ from meterplane.core.periods import period_bounds
 
 Number = int | float
 CounterKey = tuple[str, str, int, str]
+# What a batch of events adds to one counter, summarized by the aggregator's native core:
+# (slot, count, int sum, float partials, best for MAX/MIN, (ts, key, value) for LATEST,
+# UNIQUE tokens).
+Part = tuple[
+    int, int, int, list[float], Number | None, tuple[int, str, Number] | None, list[str] | None
+]
 
 
 def _grow(partials: list[float], x: float) -> None:
@@ -71,6 +77,12 @@ class ExactSum:
         """Serializable state."""
         return [self.ints, self.partials]
 
+    def merge(self, ints: int, partials: list[float]) -> None:
+        """Add another exact sum, given as its int part and its float partials."""
+        self.ints += ints
+        for p in partials:
+            _grow(self.partials, p)
+
 
 class Counter:
     """Base of every counter kind."""
@@ -90,6 +102,10 @@ class Counter:
         """Serializable state for checkpoints."""
         raise TypeError(type(self).__name__)
 
+    def merge(self, part: Part) -> None:
+        """Apply what a batch of events adds, summarized (the native core's ``Acc``)."""
+        raise TypeError(type(self).__name__)
+
 
 class CountCounter(Counter):
     """COUNT: the number of matching events."""
@@ -102,6 +118,9 @@ class CountCounter(Counter):
 
     def add(self, value: Any, ts: int, key: str) -> None:
         self.n += 1
+
+    def merge(self, part: Part) -> None:
+        self.n += part[1]
 
     def value(self) -> Number:
         return self.n
@@ -121,6 +140,9 @@ class SumCounter(Counter):
 
     def add(self, value: Any, ts: int, key: str) -> None:
         self.s.add(value)
+
+    def merge(self, part: Part) -> None:
+        self.s.merge(part[2], part[3])
 
     def value(self) -> Number:
         return self.s.value()
@@ -143,6 +165,10 @@ class AvgCounter(Counter):
         self.s.add(value)
         self.n += 1
 
+    def merge(self, part: Part) -> None:
+        self.s.merge(part[2], part[3])
+        self.n += part[1]
+
     def value(self) -> Number | None:
         if not self.n:
             return None
@@ -155,7 +181,8 @@ class AvgCounter(Counter):
 
 
 class MaxCounter(Counter):
-    """MAX of a numeric dimension."""
+    """MAX of a numeric dimension. Of equal values an int wins over a float (2 over 2.0),
+    so the value is the same whatever order the events come in."""
 
     kind = "MAX"
     __slots__ = ("v",)
@@ -164,8 +191,13 @@ class MaxCounter(Counter):
         self.v = v
 
     def add(self, value: Any, ts: int, key: str) -> None:
-        if self.v is None or value > self.v:
+        v = self.v
+        if v is None or value > v or (value == v and value.__class__ is int):
             self.v = value
+
+    def merge(self, part: Part) -> None:
+        if part[4] is not None:
+            self.add(part[4], 0, "")
 
     def value(self) -> Number | None:
         return self.v
@@ -181,7 +213,8 @@ class MinCounter(MaxCounter):
     __slots__ = ()
 
     def add(self, value: Any, ts: int, key: str) -> None:
-        if self.v is None or value < self.v:
+        v = self.v
+        if v is None or value < v or (value == v and value.__class__ is int):
             self.v = value
 
 
@@ -197,6 +230,11 @@ class LatestCounter(Counter):
     def add(self, value: Any, ts: int, key: str) -> None:
         if (ts, key) > (self.ts, self.key):
             self.ts, self.key, self.v = ts, key, value
+
+    def merge(self, part: Part) -> None:
+        if part[5] is not None:
+            ts, key, value = part[5]
+            self.add(value, ts, key)
 
     def value(self) -> Number | None:
         return self.v
@@ -225,6 +263,9 @@ class UniqueCounter(Counter):
 
     def add(self, value: Any, ts: int, key: str) -> None:
         self.seen.add(unique_token(value))
+
+    def merge(self, part: Part) -> None:
+        self.seen.update(part[6] or ())
 
     def value(self) -> Number:
         return len(self.seen)
@@ -317,6 +358,10 @@ class CounterBook:
         # (customer, feature) -> (starts, slots) of every period met so far, by start: a
         # late event finds its period here instead of in calendar arithmetic again.
         self._periods: dict[tuple[str, str], tuple[list[int], list[_Slot]]] = {}
+        # For a mirror of the periods (the aggregator's native core): bumped whenever the
+        # periods are forgotten, and the (customer, feature)s that opened one since.
+        self.generation = 0
+        self.opened: set[tuple[str, str]] = set()
         self.set_catalog(catalog)
 
     def set_catalog(self, catalog: Catalog) -> None:
@@ -324,6 +369,8 @@ class CounterBook:
         self.catalog = catalog
         self._slots = {}
         self._periods = {}  # a new catalog may move anchors and periods
+        self.generation += 1
+        self.opened = set()
         meters: dict[str, list[tuple[str, Predicate | None, str, str | None]]] = {}
         for name, features in catalog.meters_by_event.items():
             for f in features:
@@ -355,6 +402,7 @@ class CounterBook:
             slot = (start, end, counter, ck, _NO_END if end is None else end)
             starts.insert(i + 1, start)
             slots.insert(i + 1, slot)
+            self.opened.add(cf)
         cached = self._slots.get(cf)
         if cached is None or slot[0] >= cached[0]:
             self._slots[cf] = slot  # late events leave the current slot alone
@@ -439,6 +487,15 @@ class CounterBook:
         self._bump("USAGE", customer, feature, ts, resource, (is_set, value), key)
         out.applied += 1
 
+    def opened_periods(self) -> list[tuple[str, str]]:
+        """Every (customer, feature) with a period opened."""
+        return list(self._periods)
+
+    def periods(self, cf: tuple[str, str]) -> list[_Slot]:
+        """The periods opened for a (customer, feature), by start."""
+        known = self._periods.get(cf)
+        return [] if known is None else list(known[1])
+
     def value(self, customer: str, feature: str, start: int, resource: str = "") -> Number | None:
         """The value of one counter, or None if nothing was counted."""
         c = self.counters.get((customer, feature, start, resource))
@@ -462,6 +519,8 @@ class CounterBook:
         self.dirty.clear()
         self._slots = {}
         self._periods = {}
+        self.generation += 1
+        self.opened = set()
         for customer, feature, start, resource, end, kind, state in rows:
             ck = (customer, feature, start, resource)
             self.counters[ck] = KINDS[kind](*state)
