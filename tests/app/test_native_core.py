@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -27,6 +28,7 @@ from meterplane.core.model import EventBatch
 from meterplane.core.timeutil import EPOCH, ONE_US
 from meterplane.ingest.buffer import KIND_EVENTS, KIND_USAGE, Frame
 from meterplane.simulate import generate
+from tests.app.conftest import Api, make_plane
 
 PLAIN_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -267,3 +269,52 @@ def _identities(window: DedupWindow) -> tuple[list[str], list[str], list[int]]:
             keys.append(key)
             times.append(at)
     return customers, keys, times
+
+
+def test_drain_beside_the_running_aggregator_applies_each_frame_once(tmp_path: Path) -> None:
+    """``drain`` (shutdown, tests) and the aggregator's thread take turns: with the core
+    working outside the interpreter lock, two appliers at once would mix frames."""
+    traffic = generate(load_catalog(), int((NOW - EPOCH) // ONE_US), n_events=30_000)
+    assert traffic.expected is not None
+    plane = make_plane(tmp_path / "data")
+    try:
+        api = Api(plane)
+        for i in range(0, len(traffic.event_batches), 6):
+            batch = traffic.event_batches[i : i + 6]
+            requests = [("POST", "/api/v1/events", {"content": body}) for body in batch]
+            assert {r.status_code for r in api.concurrently(requests)} == {202}
+            plane.aggregator.drain()  # while the thread is counting the same frames
+        assert plane.aggregator.error is None
+        counted = {ck: v for ck, _, v in plane.aggregator.book.items()}
+        expected = {ck: v for ck, _, v in traffic.expected.items() if ck[1] != "seats"}
+        assert counted == expected
+        stored = plane.engine.query_arrow("SELECT count() AS n FROM events FINAL")
+        assert stored.column("n").to_pylist() == [traffic.unique_events]
+    finally:
+        plane.stop()
+
+
+def test_the_window_can_be_read_while_the_core_admits_without_the_interpreter_lock() -> None:
+    window = NativeDedupWindow()
+    bodies = generate(load_catalog(), int((NOW - EPOCH) // ONE_US), n_events=40_000).event_batches
+    first = msgspec.json.decode(bodies[0])["events"][0]
+    ident = (first["customerId"], first["idempotencyKey"])
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def look() -> None:  # as tests and inspection do, from another thread
+        while not stop.is_set():
+            seen.append(len(window))
+            if seen[-1] and ident not in window:
+                seen.append(-1)  # fails the order check below
+
+    reader = threading.Thread(target=look)
+    reader.start()
+    try:
+        for body in bodies:  # the table grows (rehashes) many times meanwhile
+            assert core.scan_events(window, body, 0) is not None
+    finally:
+        stop.set()
+        reader.join()
+    assert len(window) == 40_000
+    assert seen == sorted(seen)

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 
 /* ------------------------------------------------------------------------ hashing */
 
@@ -85,6 +86,9 @@ typedef struct {
     uint32_t n_cust, cust_cap;
     uint32_t *cust_index; /* open addressing: id + 1, 0 = free */
     uint32_t cust_index_cap;
+    /* The aggregator admits without the interpreter lock; anyone may look meanwhile
+     * (``in``, ``len``: tests, inspection). This lock keeps them apart. */
+    pthread_mutex_t lock;
 } DedupObject;
 
 static uint64_t ident_hash(uint32_t cust, const char *key, size_t klen) {
@@ -277,6 +281,7 @@ static PyObject *Dedup_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     d->slots = calloc(d->cap, sizeof(Entry));
     d->cust_index_cap = 64;
     d->cust_index = calloc(d->cust_index_cap, sizeof(uint32_t));
+    pthread_mutex_init(&d->lock, NULL);
     d->cust_names = PyList_New(0);
     if (!d->slots || !d->cust_index || !d->cust_names) {
         Py_DECREF(d);
@@ -286,6 +291,7 @@ static PyObject *Dedup_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
 }
 
 static void Dedup_dealloc(DedupObject *d) {
+    pthread_mutex_destroy(&d->lock);
     Block *b = d->head;
     while (b) {
         Block *next = b->next;
@@ -301,7 +307,12 @@ static void Dedup_dealloc(DedupObject *d) {
     Py_TYPE(d)->tp_free((PyObject *)d);
 }
 
-static Py_ssize_t Dedup_len(DedupObject *d) { return (Py_ssize_t)d->n; }
+static Py_ssize_t Dedup_len(DedupObject *d) {
+    pthread_mutex_lock(&d->lock);
+    Py_ssize_t n = (Py_ssize_t)d->n;
+    pthread_mutex_unlock(&d->lock);
+    return n;
+}
 
 static int utf8_of(PyObject *s, const char **p, Py_ssize_t *n, const char *what) {
     if (!PyUnicode_Check(s)) {
@@ -317,7 +328,7 @@ static int utf8_of(PyObject *s, const char **p, Py_ssize_t *n, const char *what)
     return 0;
 }
 
-static int Dedup_contains(DedupObject *d, PyObject *ident) {
+static int Dedup_contains_locked(DedupObject *d, PyObject *ident) {
     if (!PyTuple_Check(ident) || PyTuple_GET_SIZE(ident) != 2) return 0;
     const char *c, *k;
     Py_ssize_t cn, kn;
@@ -332,7 +343,7 @@ static int Dedup_contains(DedupObject *d, PyObject *ident) {
 
 /* admit(customers, keys, at) -> list[int]: the indices not remembered yet (the first of
  * several copies within the lists too), now remembered as arrived at ``at``. */
-static PyObject *Dedup_admit(DedupObject *d, PyObject *args) {
+static PyObject *Dedup_admit_locked(DedupObject *d, PyObject *args) {
     PyObject *customers, *keys;
     long long at;
     if (!PyArg_ParseTuple(args, "O!O!L", &PyList_Type, &customers, &PyList_Type, &keys, &at))
@@ -387,7 +398,7 @@ fail:
     return NULL;
 }
 
-static PyObject *Dedup_forget_before(DedupObject *d, PyObject *arg) {
+static PyObject *Dedup_forget_before_locked(DedupObject *d, PyObject *arg) {
     long long cutoff = PyLong_AsLongLong(arg);
     if (cutoff == -1 && PyErr_Occurred()) return NULL;
     while (d->head && d->head->at < cutoff) {
@@ -401,7 +412,7 @@ static PyObject *Dedup_forget_before(DedupObject *d, PyObject *arg) {
 }
 
 /* arrivals() -> [(at, [(customer, key), ...]), ...], oldest first (for inspection) */
-static PyObject *Dedup_arrivals(DedupObject *d, PyObject *unused) {
+static PyObject *Dedup_arrivals_locked(DedupObject *d, PyObject *unused) {
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
     for (Block *b = d->head; b; b = b->next) {
@@ -433,6 +444,24 @@ fail:
     Py_DECREF(out);
     return NULL;
 }
+
+static int Dedup_contains(DedupObject *d, PyObject *ident) {
+    pthread_mutex_lock(&d->lock);
+    int r = Dedup_contains_locked(d, ident);
+    pthread_mutex_unlock(&d->lock);
+    return r;
+}
+
+#define LOCKED(name, arg_t)                                      \
+    static PyObject *name(DedupObject *d, arg_t arg) {           \
+        pthread_mutex_lock(&d->lock);                            \
+        PyObject *r = name##_locked(d, arg);                     \
+        pthread_mutex_unlock(&d->lock);                          \
+        return r;                                                \
+    }
+LOCKED(Dedup_admit, PyObject *)
+LOCKED(Dedup_forget_before, PyObject *)
+LOCKED(Dedup_arrivals, PyObject *)
 
 static PyMethodDef Dedup_methods[] = {
     {"admit", (PyCFunction)Dedup_admit, METH_VARARGS,
@@ -1674,6 +1703,7 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
     size_t bytes[5] = {0};
     int oom = 0;
     Py_BEGIN_ALLOW_THREADS;
+    pthread_mutex_lock(&d->lock);
     for (Py_ssize_t i = 0; i < n; i++) {
         const Ev *e = &evs[i];
         int r = admit_one(d, b, ids[i], e->key, e->key_n);
@@ -1704,8 +1734,9 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
             }
         }
     }
-    Py_END_ALLOW_THREADS;
     block_link(d, b);
+    pthread_mutex_unlock(&d->lock);
+    Py_END_ALLOW_THREADS;
     if (oom) {
         PyErr_NoMemory();
         goto done;

@@ -220,6 +220,8 @@ class Aggregator:
         self._raw = RawRows()
         self._last_checkpoint = time.monotonic()
         self._stop = threading.Event()
+        # held while frames are applied or checkpointed: by the thread, or by ``drain``
+        self._working = threading.Lock()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         # frame end -> the items ingest already decoded (bounded; a miss just decodes).
@@ -267,10 +269,12 @@ class Aggregator:
             self.drain()
 
     def drain(self) -> None:
-        """Process everything durable now and checkpoint (used at shutdown and in tests)."""
-        while self.step():
-            pass
-        self.checkpoint()
+        """Process everything durable now and checkpoint (used at shutdown and in tests);
+        safe beside the running thread, which waits meanwhile."""
+        with self._working:
+            while self.step():
+                pass
+            self.checkpoint()
 
     def on_change(self, fn: Callable[[], None]) -> None:
         """Call ``fn`` (in the aggregator thread) after each applied batch."""
@@ -284,18 +288,20 @@ class Aggregator:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                if not self.step(max_frames=8):
+                with self._working:
+                    applied = self.step(max_frames=8)
+                    if (
+                        time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s
+                        or self._raw.n >= self.checkpoint_rows
+                    ):
+                        self.checkpoint()
+                if not applied:
                     self.log.wait_for_data(self.pos, timeout=0.1)
                 elif self.log.acks_waiting():
                     # Acks first: ingest and this thread share one GIL, and an ack is a
                     # client waiting. Counting catches up between bursts; the bounded
                     # backlog (503 past it) keeps "behind" from becoming "unbounded".
                     time.sleep(0.001)
-                if (
-                    time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s
-                    or self._raw.n >= self.checkpoint_rows
-                ):
-                    self.checkpoint()
         except BaseException as err:  # the thread must report, not vanish
             self.error = err
             log.exception("aggregator stopped")
