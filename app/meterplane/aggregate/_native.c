@@ -95,8 +95,10 @@ static uint64_t ident_hash(uint32_t cust, const char *key, size_t klen) {
     return hash_bytes(key, klen, mix64(cust + 0x51ed270b27f1b5a1ULL));
 }
 
-static int customer_id(DedupObject *d, const char *p, uint32_t n, uint32_t *out) {
-    uint64_t h = hash_bytes(p, n, 7);
+/* A customer's hash (``hash_bytes(p, n, 7)``) keys both its id and its counters' periods. */
+static inline uint64_t cust_hash(const char *p, size_t n) { return hash_bytes(p, n, 7); }
+
+static int customer_id(DedupObject *d, const char *p, uint32_t n, uint64_t h, uint32_t *out) {
     uint32_t mask = d->cust_index_cap - 1;
     for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
         uint32_t v = d->cust_index[i];
@@ -123,7 +125,7 @@ static int customer_id(DedupObject *d, const char *p, uint32_t n, uint32_t *out)
         uint32_t *idx = calloc(cap, sizeof(uint32_t));
         if (!idx) return -1;
         for (uint32_t id = 0; id < d->n_cust; id++) {
-            uint64_t hh = hash_bytes(d->cust_bytes[id], d->cust_lens[id], 7);
+            uint64_t hh = cust_hash(d->cust_bytes[id], d->cust_lens[id]);
             uint32_t j = (uint32_t)hh & (cap - 1);
             while (idx[j]) j = (j + 1) & (cap - 1);
             idx[j] = id + 1;
@@ -160,7 +162,7 @@ static int customer_id(DedupObject *d, const char *p, uint32_t n, uint32_t *out)
 
 /* Look a customer up without creating it (no GIL needed): -1 when unknown. */
 static int64_t customer_find(const DedupObject *d, const char *p, uint32_t n) {
-    uint64_t h = hash_bytes(p, n, 7);
+    uint64_t h = cust_hash(p, n);
     uint32_t mask = d->cust_index_cap - 1;
     for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
         uint32_t v = d->cust_index[i];
@@ -229,10 +231,11 @@ static Block *block_new(int64_t at, size_t n, size_t bytes) {
     return b;
 }
 
-/* Admit one identity into ``b`` unless known: 1 admitted, 0 a duplicate, -1 no memory. */
-static int admit_one(DedupObject *d, Block *b, uint32_t cust, const char *key, uint32_t klen) {
-    if ((d->n + 1) * 4 > d->cap * 3 && grow(d) < 0) return -1;
-    uint64_t h = ident_hash(cust, key, klen);
+/* Admit one identity (its ``ident_hash`` is ``h``) into ``b`` unless known: 1 admitted,
+ * 0 a duplicate, -1 no memory. */
+static int admit_hashed(DedupObject *d, Block *b, uint32_t cust, const char *key, uint32_t klen,
+                        uint64_t h) {
+    if ((d->n + 1) * 2 > d->cap && grow(d) < 0) return -1; /* short probes: at most half full */
     Entry *e = find_slot(d, h, cust, key, klen);
     if (e->key) return 0;
     char *rec = b->data + b->used;
@@ -247,6 +250,10 @@ static int admit_one(DedupObject *d, Block *b, uint32_t cust, const char *key, u
     e->cust = cust;
     d->n++;
     return 1;
+}
+
+static int admit_one(DedupObject *d, Block *b, uint32_t cust, const char *key, uint32_t klen) {
+    return admit_hashed(d, b, cust, key, klen, ident_hash(cust, key, klen));
 }
 
 static void block_link(DedupObject *d, Block *b) {
@@ -369,7 +376,7 @@ static PyObject *Dedup_admit_locked(DedupObject *d, PyObject *args) {
         uint32_t cust;
         if (utf8_of(PyList_GET_ITEM(customers, i), &c, &cn, "customer") < 0) goto fail;
         if (utf8_of(PyList_GET_ITEM(keys, i), &k, &kn, "key") < 0) goto fail;
-        int r = customer_id(d, c, (uint32_t)cn, &cust);
+        int r = customer_id(d, c, (uint32_t)cn, cust_hash(c, (size_t)cn), &cust);
         if (r == -1) {
             PyErr_NoMemory();
             goto fail;
@@ -505,15 +512,17 @@ static int str_token(Cur *c, const char **s, size_t *n, int *esc) {
     if (c->p >= c->end || *c->p != '"') return -1;
     const char *q = ++c->p;
     *esc = 0;
-    while (q < c->end && *q != '"') {
-        if (*q == '\\') {
-            *esc = 1;
-            q += 2;
-        } else {
-            q++;
+    for (;;) { /* the next quote, then whether an escape came first (rare) */
+        q = memchr(q, '"', (size_t)(c->end - q));
+        if (!q) return -1;
+        const char *bs = memchr(c->p, '\\', (size_t)(q - c->p));
+        if (!bs) break;
+        *esc = 1;
+        for (q = bs; q < c->end && *q != '"'; q += *q == '\\' ? 2 : 1) {
         }
+        if (q >= c->end) return -1;
+        break;
     }
-    if (q >= c->end) return -1;
     *s = c->p;
     *n = (size_t)(q - c->p);
     c->p = q + 1;
@@ -701,6 +710,7 @@ typedef struct {
     int64_t ts;
     int ts_state; /* 0: none (time of receipt), 1: parsed, 2: left to the caller */
     uint32_t dims_at, dims_n; /* the event's dimensions in the frame's ``Dims`` */
+    uint64_t cust_h;          /* ``cust_hash`` of the customer */
 } Ev;
 
 /* One dimension's value as JSON wrote it. */
@@ -1139,6 +1149,10 @@ static void Meters_dealloc(MetersObject *m) {
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
 
+static inline uint64_t cf_hash(uint64_t cust_h, uint32_t fi) {
+    return mix64(cust_h ^ ((uint64_t)fi * 0x9e3779b97f4a7c15ULL));
+}
+
 static CfEntry *cf_find(const MetersObject *m, const char *cust, uint32_t n, uint32_t fi,
                         uint64_t h) {
     size_t mask = m->cf_cap - 1;
@@ -1187,7 +1201,7 @@ static PyObject *Meters_set_periods(MetersObject *m, PyObject *args) {
         m->cf = cf;
         m->cf_cap = cap;
     }
-    uint64_t h = hash_bytes(c, (size_t)cn, fi);
+    uint64_t h = cf_hash(cust_hash(c, (size_t)cn), fi);
     CfEntry *e = cf_find(m, c, (uint32_t)cn, fi, h);
     if (!e->cust) {
         e->cust = malloc((size_t)cn + 1);
@@ -1384,9 +1398,9 @@ static int filters_hold(const Meter *mt, const Dims *dims, const Ev *e) {
     return 1;
 }
 
-static const Period *period_of(const MetersObject *m, const char *cust, uint32_t n, uint32_t fi,
-                               int64_t ts) {
-    const CfEntry *e = cf_find(m, cust, n, fi, hash_bytes(cust, n, fi));
+static const Period *period_of(const MetersObject *m, const char *cust, uint32_t n,
+                               uint64_t cust_h, uint32_t fi, int64_t ts) {
+    const CfEntry *e = cf_find(m, cust, n, fi, cf_hash(cust_h, fi));
     if (!e->cust || !e->np) return NULL;
     uint32_t lo = 0, hi = e->np; /* the last period starting at or before ts */
     while (lo < hi) {
@@ -1433,7 +1447,7 @@ static int count_event(const MetersObject *m, Accs *a, const Dims *dims, const E
                 continue;
             }
         }
-        const Period *p = period_of(m, e->cust, e->cust_n, mt->fi, ts);
+        const Period *p = period_of(m, e->cust, e->cust_n, e->cust_h, mt->fi, ts);
         if (!p) return COUNT_PYTHON; /* a period Python has not opened yet */
         plan[np++] = (Plan){mt, p, v};
     }
@@ -1666,6 +1680,7 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
     char *scratch = malloc((size_t)body.len + 1);
     Ev *evs = malloc(max * sizeof(Ev));
     uint32_t *ids = NULL;
+    uint64_t *hashes = NULL;
     uint8_t *state = NULL; /* per event: 0 counted here, 1 a duplicate, 2 left to Python */
     int64_t applied = 0, unmetered = 0;
     if (!scratch || !evs) {
@@ -1681,15 +1696,17 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
         goto done;
     }
     ids = malloc(((size_t)n + 1) * sizeof(uint32_t));
+    hashes = malloc(((size_t)n + 1) * sizeof(uint64_t));
     state = calloc((size_t)n + 1, 1);
-    if (!ids || !state) {
+    if (!ids || !hashes || !state) {
         PyErr_NoMemory();
         goto done;
     }
     /* customers (a new one makes a str: with the lock held) */
     size_t key_bytes = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int r = customer_id(d, evs[i].cust, evs[i].cust_n, &ids[i]);
+        evs[i].cust_h = cust_hash(evs[i].cust, evs[i].cust_n);
+        int r = customer_id(d, evs[i].cust, evs[i].cust_n, evs[i].cust_h, &ids[i]);
         if (r == -1) PyErr_NoMemory();
         if (r < 0) goto done;
         key_bytes += evs[i].key_n;
@@ -1704,9 +1721,13 @@ static PyObject *scan_events(PyObject *mod, PyObject *args) {
     int oom = 0;
     Py_BEGIN_ALLOW_THREADS;
     pthread_mutex_lock(&d->lock);
+    /* The window is large (a day of identities): its slots are cache misses. Hash every
+     * identity first, then ask for each slot a few events ahead of its probe. */
+    for (Py_ssize_t i = 0; i < n; i++) hashes[i] = ident_hash(ids[i], evs[i].key, evs[i].key_n);
     for (Py_ssize_t i = 0; i < n; i++) {
         const Ev *e = &evs[i];
-        int r = admit_one(d, b, ids[i], e->key, e->key_n);
+        if (i + 8 < n) __builtin_prefetch(&d->slots[hashes[i + 8] & (d->cap - 1)]);
+        int r = admit_hashed(d, b, ids[i], e->key, e->key_n, hashes[i]);
         if (r < 0) {
             oom = 1;
             break;
@@ -1818,6 +1839,7 @@ done:
     free(scratch);
     free(evs);
     free(ids);
+    free(hashes);
     free(state);
     PyBuffer_Release(&body);
     return result;
