@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from meterplane.aggregate.dedup import new_window
-from meterplane.aggregate.native import NativeCounting, core
+from meterplane.aggregate.native import NativeCounting, Scan, core
 from meterplane.core import metrics
 from meterplane.core.catalog import Catalog
 from meterplane.core.counters import CounterBook, Outcome
@@ -110,7 +110,7 @@ class RawRows:
         self.strings: dict[str, list[str]] = {c: [] for c in _STRING_COLUMNS}
         # the string columns so far as Arrow arrays, in frame order (``strings`` follows)
         self.chunks: dict[str, list[pa.Array]] = {c: [] for c in _STRING_COLUMNS}
-        self.stamps = array("q")
+        self.stamps: list[bytes] = []  # int64 per row, a chunk per frame (joined once)
         self.frames: dict[str, list[Any]] = {"kind": [], "ingested_at": [], "log_pos": []}
         self.counts: list[int] = []
         self.payloads: list[pa.Array] = []
@@ -123,7 +123,7 @@ class RawRows:
             return
         for name, values in zip(_STRING_COLUMNS, (customers, keys, names, resources), strict=True):
             self.strings[name] += values
-        self.stamps.extend(stamps)
+        self.stamps.append(array("q", stamps).tobytes())
         self.frames["kind"].append(kind)
         self.frames["ingested_at"].append(frame.received_us)
         self.frames["log_pos"].append(frame.pos)
@@ -146,7 +146,7 @@ class RawRows:
         offsets, data = columns[len(_STRING_COLUMNS)]
         self.payloads.append(_arrow_column(pa.binary(), n, offsets, data))
         self.payload_bytes += len(data)
-        self.stamps.frombytes(stamps)
+        self.stamps.append(stamps)
         self.frames["kind"].append("event")
         self.frames["ingested_at"].append(frame.received_us)
         self.frames["log_pos"].append(frame.pos)
@@ -166,7 +166,8 @@ class RawRows:
         self._flush_strings()
         cols: dict[str, Any] = {n: pa.concat_arrays(self.chunks[n]) for n in _STRING_COLUMNS}
         cols.update({n: per_frame.column(n).take(rows) for n in self.frames})
-        cols["timestamp"] = pa.array(np.frombuffer(self.stamps, np.int64), ARROW_TYPES["timestamp"])
+        stamps = np.frombuffer(b"".join(self.stamps), np.int64)
+        cols["timestamp"] = pa.array(stamps, ARROW_TYPES["timestamp"])
         # One array, not a chunk per frame: chdb inserts chunked columns at a higher cost.
         # Past 2 GiB of payloads one binary array cannot address them: chunks it is then.
         if self.payload_bytes < _MAX_BINARY_BYTES:
@@ -333,7 +334,7 @@ class Aggregator:
             meters = self._native.sync()
             scan = core.scan_events(self.dedup, frame.body, received, meters)
             if scan is not None:  # else a shape the scan leaves to the Python path below
-                self._apply_scanned(frame, scan, hinted, out)
+                self._apply_scanned(frame, Scan._make(scan), hinted, out)
                 return
         if frame.kind == KIND_EVENTS:
             items: Sequence[Any] = hinted or msgspec.json.decode(frame.body, type=EventBatch).events
@@ -374,48 +375,44 @@ class Aggregator:
         metrics.AGGREGATED.inc(out.applied)
 
     def _apply_scanned(
-        self, frame: Frame, scan: Any, hinted: Sequence[Any] | None, out: Outcome
+        self, frame: Frame, scan: Scan, hinted: Sequence[Any] | None, out: Outcome
     ) -> None:
         """Finish an event frame that ``_native.scan_events`` deduped (its identities are
         admitted), counted (but for the events it left to this path) and turned into
         raw-row columns."""
-        n, fresh, customers, stamp_bytes, unparsed, columns, to_python, applied, unmetered = scan[
-            :9
-        ]
         assert self._native is not None
-        self._native.merge(scan[9])
-        out.applied += applied
-        out.unmetered += unmetered
-        stamps = array("q", stamp_bytes)
-        if to_python or unparsed:
-            items: Sequence[Any] = hinted or msgspec.json.decode(frame.body, type=EventBatch).events
-            if len(items) != n:  # the scan and msgspec read the body alike, or this is a bug
-                raise RuntimeError(
-                    f"frame at {frame.pos}: scanned {n} events, decoded {len(items)}"
-                )
-            new = items if fresh is None else [items[i] for i in fresh]
-            for i in unparsed:  # a timestamp in a form the scan leaves to msgspec
-                stamps[i] = (new[i].timestamp - EPOCH) // ONE_US
-            apply = self.book.apply_event
-            for i in to_python:
-                it = new[i]
-                res = it.resourceId or ""
-                apply(
-                    customers[i],
-                    it.eventName,
-                    it.idempotencyKey,
-                    stamps[i],
-                    it.dimensions,
-                    res,
-                    out,
-                )
-        m = len(customers)
-        self.counted_by["native"] += m - len(to_python)
-        self.counted_by["python"] += len(to_python)
-        self._raw.add_scanned(frame, m, columns, stamps.tobytes() if unparsed else stamp_bytes)
-        metrics.DUPLICATES.inc(n - m)
+        self._native.merge(scan.parts)
+        out.applied += scan.applied
+        out.unmetered += scan.unmetered
+        stamps = scan.stamps
+        if scan.to_python or scan.unparsed:
+            stamps = self._apply_left(frame, hinted, scan, out)
+        m = len(scan.customers)
+        self.counted_by["native"] += m - len(scan.to_python)
+        self.counted_by["python"] += len(scan.to_python)
+        self._raw.add_scanned(frame, m, scan.columns, stamps)
+        metrics.DUPLICATES.inc(scan.n - m)
         metrics.UNMETERED.inc(out.unmetered)
         metrics.AGGREGATED.inc(out.applied)
+
+    def _apply_left(
+        self, frame: Frame, hinted: Sequence[Any] | None, scan: Scan, out: Outcome
+    ) -> bytes:
+        """Count the events the scan left to Python and read the timestamps it left;
+        return the frame's timestamps, complete."""
+        items: Sequence[Any] = hinted or msgspec.json.decode(frame.body, type=EventBatch).events
+        if len(items) != scan.n:  # the scan and msgspec read the body alike, or this is a bug
+            raise RuntimeError(f"frame at {frame.pos}: scanned {scan.n} events, read {len(items)}")
+        new = items if scan.fresh is None else [items[i] for i in scan.fresh]
+        stamps = array("q", scan.stamps)
+        for i in scan.unparsed:  # a timestamp in a form the scan leaves to msgspec
+            stamps[i] = (new[i].timestamp - EPOCH) // ONE_US
+        apply, customers = self.book.apply_event, scan.customers
+        for i in scan.to_python:
+            it = new[i]
+            res = it.resourceId or ""
+            apply(customers[i], it.eventName, it.idempotencyKey, stamps[i], it.dimensions, res, out)
+        return stamps.tobytes()
 
     def checkpoint(self) -> None:
         """Store rows, then counters, then the position; then release the log."""

@@ -10,7 +10,7 @@ remains the only state: the core returns what a frame adds to each slot, and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from meterplane.core.catalog import Operator
 from meterplane.core.counters import CounterBook, CounterKey, Part
@@ -20,7 +20,23 @@ try:
 except ImportError:
     core = None  # type: ignore[assignment]
 
-__all__ = ["NativeCounting", "core"]
+__all__ = ["NativeCounting", "Scan", "core"]
+
+
+class Scan(NamedTuple):
+    """What ``_native.scan_events`` returns for an event frame (see its comment)."""
+
+    n: int  # events in the frame
+    fresh: list[int] | None  # indices of the first copies (None: every event)
+    customers: list[str]  # the first copies' customer ids
+    stamps: bytes  # their timestamps, int64 µs (time of receipt where none was given)
+    unparsed: list[int]  # positions whose timestamp is left to msgspec
+    columns: tuple[tuple[bytes, bytes], ...]  # raw-row string columns, then payloads
+    to_python: list[int]  # positions of the events left to the Python path whole
+    applied: int
+    unmetered: int
+    parts: list[Part]  # what the core counted, per counter
+
 
 # The kinds as ``_native.c`` numbers them (``K_COUNT`` ...).
 KIND_CODES = {"COUNT": 0, "SUM": 1, "AVG": 2, "MAX": 3, "MIN": 4, "LATEST": 5, "UNIQUE": 6}
