@@ -55,21 +55,28 @@ static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed) {
 
 /* ------------------------------------------------------------------------ dedup set */
 
-/* An identity: the customer as an index into the customers seen so far, the key's bytes
- * in the block of the frame that admitted it. key == NULL marks a free slot. */
+/* An identity: its key's bytes in the block of the frame that admitted it (the key's
+ * length is the u32 before them), the customer as an index into the customers seen so
+ * far, and the low half of its hash (the table never holds 2**32 slots). 16 bytes: the
+ * table is most of the window's memory. key == NULL marks a free slot. */
 typedef struct {
-    uint64_t h;
     const char *key;
-    uint32_t klen;
+    uint32_t h;
     uint32_t cust;
 } Entry;
+
+static inline uint32_t key_len(const char *key) {
+    uint32_t n;
+    memcpy(&n, key - 4, 4);
+    return n;
+}
 
 /* The identities one admit call remembered, in one allocation, oldest block first. */
 typedef struct Block {
     struct Block *next;
     int64_t at;
     uint32_t n;
-    size_t used;
+    size_t used, size; /* bytes of records written; bytes allocated, header included */
     char data[]; /* n records of: u32 cust, u32 klen, klen bytes */
 } Block;
 
@@ -79,6 +86,7 @@ typedef struct {
     size_t cap; /* a power of two */
     size_t n;
     Block *head, *tail;
+    size_t block_bytes; /* allocated by the blocks held */
     /* customers: id -> str (a new reference each), and a small hash table of ids */
     PyObject *cust_names; /* list[str] */
     char **cust_bytes;
@@ -178,7 +186,8 @@ static Entry *find_slot(const DedupObject *d, uint64_t h, uint32_t cust, const c
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         Entry *e = &d->slots[i];
         if (!e->key) return e;
-        if (e->h == h && e->cust == cust && e->klen == klen && memcmp(e->key, key, klen) == 0)
+        if (e->h == (uint32_t)h && e->cust == cust && key_len(e->key) == klen &&
+            memcmp(e->key, key, klen) == 0)
             return e;
     }
 }
@@ -222,8 +231,10 @@ static void remove_entry(DedupObject *d, Entry *e) {
 
 /* A block sized for ``n`` identities holding ``bytes`` key bytes in all. */
 static Block *block_new(int64_t at, size_t n, size_t bytes) {
-    Block *b = malloc(sizeof(Block) + n * 8 + bytes);
+    size_t size = sizeof(Block) + n * 8 + bytes;
+    Block *b = malloc(size);
     if (!b) return NULL;
+    b->size = size;
     b->next = NULL;
     b->at = at;
     b->n = 0;
@@ -244,9 +255,8 @@ static int admit_hashed(DedupObject *d, Block *b, uint32_t cust, const char *key
     memcpy(rec + 8, key, klen);
     b->used += 8 + (size_t)klen;
     b->n++;
-    e->h = h;
+    e->h = (uint32_t)h;
     e->key = rec + 8;
-    e->klen = klen;
     e->cust = cust;
     d->n++;
     return 1;
@@ -261,6 +271,7 @@ static void block_link(DedupObject *d, Block *b) {
         free(b);
         return;
     }
+    d->block_bytes += b->size;
     if (d->tail)
         d->tail->next = b;
     else
@@ -411,6 +422,7 @@ static PyObject *Dedup_forget_before_locked(DedupObject *d, PyObject *arg) {
     while (d->head && d->head->at < cutoff) {
         Block *b = d->head;
         forget_block(d, b);
+        d->block_bytes -= b->size;
         d->head = b->next;
         if (!d->head) d->tail = NULL;
         free(b);
@@ -470,11 +482,24 @@ LOCKED(Dedup_admit, PyObject *)
 LOCKED(Dedup_forget_before, PyObject *)
 LOCKED(Dedup_arrivals, PyObject *)
 
+/* nbytes() -> the bytes the window holds outside Python's allocator (tracemalloc sees none
+ * of them): the table, the blocks of identities, the customers' names. */
+static PyObject *Dedup_nbytes(DedupObject *d, PyObject *unused) {
+    pthread_mutex_lock(&d->lock);
+    size_t n = d->cap * sizeof(Entry) + d->block_bytes + d->cust_index_cap * sizeof(uint32_t) +
+               d->cust_cap * (sizeof(char *) + sizeof(uint32_t));
+    for (uint32_t i = 0; i < d->n_cust; i++) n += d->cust_lens[i];
+    pthread_mutex_unlock(&d->lock);
+    return PyLong_FromSize_t(n);
+}
+
 static PyMethodDef Dedup_methods[] = {
     {"admit", (PyCFunction)Dedup_admit, METH_VARARGS,
      "admit(customers, keys, at) -> indices of the identities not remembered yet"},
     {"forget_before", (PyCFunction)Dedup_forget_before, METH_O,
      "forget_before(cutoff): forget every identity that arrived before ``cutoff``"},
+    {"nbytes", (PyCFunction)Dedup_nbytes, METH_NOARGS,
+     "nbytes() -> bytes held in C (the table, the identities, the customers)"},
     {"arrivals", (PyCFunction)Dedup_arrivals, METH_NOARGS,
      "arrivals() -> (arrival, identities) per remembered block, oldest first"},
     {NULL, NULL, 0, NULL},
