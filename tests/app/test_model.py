@@ -150,3 +150,30 @@ def test_usage_validation() -> None:
     with pytest.raises(InvalidBatch) as err:
         decode_usages(bad.encode(), NOW, WINDOW)
     assert err.value.details[0].field == "updateBehavior"
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        (2**63 - 1, True),
+        (-(2**63), True),
+        (9.2e18, True),
+        (2**63, False),
+        (1e19, False),
+        (-1.7976931348623157e308, False),
+    ],
+)
+def test_numbers_lie_within_the_int64_range(value: float, accepted: bool) -> None:
+    """Two numbers near the float maximum used to add up to infinity and stop counting."""
+    events = _body(_ev(dimensions={"ok": 1, "n": value}))
+    usages = json.dumps({"usages": [{"customerId": "a", "featureId": "f", "value": value}]})
+    if accepted:
+        assert decode_events(events, NOW, WINDOW)[0].dimensions["n"] == value
+        assert decode_usages(usages.encode(), NOW, WINDOW)[0].value == value
+        return
+    assert _errors(events) == [(0, "dimensions.n")]
+    with pytest.raises(InvalidBatch) as err:
+        decode_usages(usages.encode(), NOW, WINDOW)
+    assert [(d.index, d.field) for d in err.value.details] == [(0, "value")]
+    bounds = ("9223372036854775807", "9223372036854775808", "9.223372036854776e+18")
+    assert any(b in err.value.details[0].message for b in bounds)  # the message says the bound

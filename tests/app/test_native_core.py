@@ -98,6 +98,58 @@ def _body(r: random.Random, events: list[dict[str, Any]]) -> bytes:
     return b' \n{ "events" :\t[ ' + spaced + b"]}\n"
 
 
+# Dimensions as JSON text, for what a dict cannot show: escapes, a name given twice (the
+# last one counts), int64's bounds (sums past them), exponents, an equal int and float.
+RAW_DIMS = {
+    "api_call": [
+        '"region":"us"',
+        '"region":"u\\u0073"',
+        '"region":"eu","region":"us"',
+        '"region":"us","region":"eu"',
+        '"re\\u0067ion":"us"',
+        '"region":1',
+        '"region":true',
+    ],
+    "completion": [
+        '"tokens":9223372036854775807',
+        '"tokens":-9223372036854775808',
+        '"tokens":-5',
+        '"tokens":1e3',
+        '"tokens":-0.0',
+        '"tokens":true',
+        '"tokens":"12"',
+        '"latency_ms":123456789.123456789',
+        '"latency_ms":5e-324',
+        '"latency_ms":9.2e18',
+        '"latency_ms":7',
+        '"latency_ms":7.0',
+    ],
+    "login": [
+        '"user":"u1"',
+        '"user":"\\u00fc\\n"',
+        '"user":1',
+        '"user":1.0',
+        '"user":9007199254740993',
+        '"user":true',
+        '"user":"b:1"',
+        '"user":2.5',
+    ],
+    "storage_snapshot": ['"gb":2', '"gb":2.0', '"gb":-1', '"gb":1e2', '"gb":"x"'],
+}
+
+
+def _raw_body(r: random.Random, events: list[dict[str, Any]]) -> bytes:
+    """The batch with each event's dimensions written from ``RAW_DIMS``."""
+    out = []
+    for ev in events:
+        fields = {k: v for k, v in ev.items() if k != "dimensions"}
+        text = msgspec.json.encode(fields)
+        frags = RAW_DIMS.get(ev["eventName"], ['"k":1'])
+        dims = ",".join(r.sample(frags, k=r.randint(1, min(3, len(frags)))))
+        out.append(b'{"dimensions":{' + dims.encode() + b"}," + text[1:])
+    return b'{"events":[' + b",".join(out) + b"]}"
+
+
 def _frames(seed: int, n_frames: int = 40) -> list[Frame]:
     r = random.Random(seed)
     frames, pos = [], 0
@@ -106,7 +158,7 @@ def _frames(seed: int, n_frames: int = 40) -> list[Frame]:
         if events and r.random() < 0.3:
             events += r.sample(events, k=min(len(events), 5))  # copies within the frame
         kind = KIND_EVENTS
-        body = _body(r, events)
+        body = _raw_body(r, events) if r.random() < 0.4 else _body(r, events)
         if r.random() < 0.1:  # usage reports between event frames
             kind = KIND_USAGE
             usage = [{"customerId": "acme", "featureId": "seats", "value": r.randint(1, 9)}]

@@ -8,7 +8,6 @@ A batch with any invalid item is rejected whole, with every item's problems list
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -23,7 +22,13 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 MAX_DIMENSIONS = 64
 MAX_DIMENSION_KEY = 128
 MAX_DIMENSION_VALUE = 1024
-DimValue = Annotated[str, msgspec.Meta(max_length=MAX_DIMENSION_VALUE)] | int | float | bool
+# Numbers within the int64 range, floats too: a period's sum of them cannot leave the float
+# range (it would take about 10**289 of them), which the counters' exact sums and the
+# Float64 ``value`` column need; two values near 1.8e308 used to add up to infinity.
+MAX_NUMBER = 2**63
+Int = Annotated[int, msgspec.Meta(ge=-MAX_NUMBER, le=MAX_NUMBER - 1)]
+Float = Annotated[float, msgspec.Meta(ge=-float(MAX_NUMBER), le=float(MAX_NUMBER))]
+DimValue = Annotated[str, msgspec.Meta(max_length=MAX_DIMENSION_VALUE)] | Int | Float | bool
 # Limits checked in C while decoding; a non-finite number cannot be written in JSON, and
 # msgspec refuses literals that overflow to infinity ("Number out of range").
 Dimensions = Annotated[
@@ -52,7 +57,7 @@ class Usage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=F
 
     customerId: Id  # noqa: N815
     featureId: Id  # noqa: N815
-    value: float | int
+    value: Float | Int
     updateBehavior: Literal["DELTA", "SET"] = "DELTA"  # noqa: N815
     timestamp: datetime | None = None
     idempotencyKey: Id | None = None  # noqa: N815
@@ -144,8 +149,9 @@ def _dimension_key(raw: msgspec.Raw) -> str | None:
     for key, value in dims.items():
         ok = (
             (isinstance(value, str) and len(value) <= MAX_DIMENSION_VALUE)
-            or isinstance(value, bool | int)
-            or (isinstance(value, float) and math.isfinite(value))
+            or isinstance(value, bool)
+            or (isinstance(value, int) and -MAX_NUMBER <= value < MAX_NUMBER)
+            or (isinstance(value, float) and abs(value) <= MAX_NUMBER)
         )
         if not ok:
             return str(key)
