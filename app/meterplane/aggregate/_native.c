@@ -8,16 +8,19 @@
  *
  * - ``Dedup``: the window of (customerId, idempotencyKey) identities, as a hash set of
  *   UTF-8 bytes kept in arrival order, so forgetting the oldest is a walk of one block;
+ * - ``Meters``: the catalog's meters and the periods the Python ``CounterBook`` has opened;
  * - ``scan_events``: one pass over an event frame's body (the request's JSON exactly as
- *   received and validated by ingest) that decodes the identities, drops the duplicates
- *   and returns the first copies' raw-row columns as Arrow buffers (payload: each event's
+ *   received and validated by ingest) that decodes the identities, drops the duplicates,
+ *   counts the first copies (one summary per counter touched, which the Python counters
+ *   ``merge``) and returns their raw-row columns as Arrow buffers (payload: each event's
  *   JSON text as received, as the Kafka loader stores it).
  *
- * A frame the scan does not fully understand (a repeated key, an unexpected shape) is
- * refused (``None``) *before* anything is admitted: the caller then takes the Python path
- * for that frame, which is the reference. Timestamps are parsed here only in the plain
- * RFC 3339 form with at most six fraction digits; any other form is left to the caller
- * (``ts_unparsed``), which knows msgspec's rules.
+ * The Python path stays the reference. An event this core would not decide exactly as
+ * it does (see "counting" below) is left to it whole; a frame the scan does not fully
+ * understand (a repeated field, an unexpected shape) is refused (``None``) *before*
+ * anything is admitted, and the caller takes the Python path for all of it. Timestamps
+ * are parsed here only in the plain RFC 3339 form with at most six fraction digits; any
+ * other form is left to the caller (``ts_unparsed``), which knows msgspec's rules.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
