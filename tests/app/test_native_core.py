@@ -323,6 +323,27 @@ def _identities(window: DedupWindow) -> tuple[list[str], list[str], list[int]]:
     return customers, keys, times
 
 
+def test_events_with_resource_ids_are_counted_by_the_core_too(
+    tmp_path: Path, python_path: None
+) -> None:
+    traffic = generate(load_catalog(), int((NOW - EPOCH) // ONE_US), n_events=20_000)
+    bodies = []
+    for body in traffic.event_batches:
+        batch = msgspec.json.decode(body)
+        for i, ev in enumerate(batch["events"]):
+            ev["resourceId"] = f"r{i % 3}"
+        bodies.append(msgspec.json.encode(batch))
+    frames = [Frame(i * 10, i * 10 + 10, KIND_EVENTS, 0, b) for i, b in enumerate(bodies)]
+    reference = _run(frames, tmp_path / "py")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(aggregator_module, "core", core)
+        m.setattr(dedup_module, "core", core)
+        native = _run(frames, tmp_path / "c")
+    assert _state(native) == _state(reference)
+    assert any(ck[3] == "r2" for ck, _, _ in native.book.items())
+    assert native.counted_by["native"] > 0.9 * traffic.unique_events
+
+
 def test_drain_beside_the_running_aggregator_applies_each_frame_once(tmp_path: Path) -> None:
     """``drain`` (shutdown, tests) and the aggregator's thread take turns: with the core
     working outside the interpreter lock, two appliers at once would mix frames."""

@@ -996,8 +996,9 @@ static Py_ssize_t scan_body(const char *body, size_t n, char *scratch, Dims *dim
 /* The catalog's meters as the scan applies them, and the periods the Python side has
  * opened for each (customer, feature). Whatever this cannot decide exactly as
  * ``core/counters.py`` and ``core/meters.py`` do is left to them, a whole event at a time:
- * a meter with a filter other than EQUALS/IN over strings, a resource id, a timestamp in
- * another form, a number past int64, a period not opened yet. */
+ * a meter with a filter other than EQUALS/IN over strings, a timestamp in another form, a
+ * number past int64, a period not opened yet, a resource whose counter in that period
+ * Python has not made yet (``set_resource``). */
 
 enum { K_COUNT, K_SUM, K_AVG, K_MAX, K_MIN, K_LATEST, K_UNIQUE };
 
@@ -1035,12 +1036,21 @@ typedef struct {
     Period *p;
 } CfEntry;
 
+/* A resource's counter beside a period's customer-wide one: (period slot, resource). */
+typedef struct {
+    uint64_t h;
+    char *res; /* NULL: a free slot */
+    uint32_t res_n, base, idx;
+} ResEntry;
+
 typedef struct {
     PyObject_HEAD
     NameMeters *names;
     uint32_t n_names;
     CfEntry *cf;
     size_t cf_cap, cf_n;
+    ResEntry *res;
+    size_t res_cap, res_n;
 } MetersObject;
 
 static char *dup_utf8(PyObject *s, uint32_t *n, const char *what) {
@@ -1160,7 +1170,9 @@ static PyObject *Meters_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     if (!m) return NULL;
     m->cf_cap = 256;
     m->cf = calloc(m->cf_cap, sizeof(CfEntry));
-    if (!m->cf) {
+    m->res_cap = 256;
+    m->res = calloc(m->res_cap, sizeof(ResEntry));
+    if (!m->cf || !m->res) {
         Py_DECREF(m);
         return PyErr_NoMemory();
     }
@@ -1174,6 +1186,8 @@ static void Meters_dealloc(MetersObject *m) {
         free(m->cf[i].p);
     }
     free(m->cf);
+    for (size_t i = 0; i < m->res_cap; i++) free(m->res[i].res);
+    free(m->res);
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
 
@@ -1249,7 +1263,60 @@ static PyObject *Meters_set_periods(MetersObject *m, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static inline uint64_t res_hash(uint32_t base, const char *res, size_t n) {
+    return hash_bytes(res, n, mix64(base + 0x2545f4914f6cdd1dULL));
+}
+
+static ResEntry *res_find(const MetersObject *m, uint32_t base, const char *res, uint32_t n,
+                          uint64_t h) {
+    size_t mask = m->res_cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        ResEntry *e = &m->res[i];
+        if (!e->res) return e;
+        if (e->h == h && e->base == base && e->res_n == n && memcmp(e->res, res, n) == 0)
+            return e;
+    }
+}
+
+/* set_resource(period slot index, resource, slot index of the resource's counter) */
+static PyObject *Meters_set_resource(MetersObject *m, PyObject *args) {
+    unsigned int base, idx;
+    PyObject *res;
+    if (!PyArg_ParseTuple(args, "IUI", &base, &res, &idx)) return NULL;
+    const char *r;
+    Py_ssize_t rn;
+    if (utf8_of(res, &r, &rn, "resource") < 0) return NULL;
+    if ((m->res_n + 1) * 2 > m->res_cap) {
+        size_t cap = m->res_cap * 2;
+        ResEntry *t = calloc(cap, sizeof(ResEntry));
+        if (!t) return PyErr_NoMemory();
+        for (size_t i = 0; i < m->res_cap; i++) {
+            if (!m->res[i].res) continue;
+            size_t j = (size_t)m->res[i].h & (cap - 1);
+            while (t[j].res) j = (j + 1) & (cap - 1);
+            t[j] = m->res[i];
+        }
+        free(m->res);
+        m->res = t;
+        m->res_cap = cap;
+    }
+    uint64_t h = res_hash(base, r, (size_t)rn);
+    ResEntry *e = res_find(m, base, r, (uint32_t)rn, h);
+    if (!e->res) {
+        if (!(e->res = malloc((size_t)rn + 1))) return PyErr_NoMemory();
+        memcpy(e->res, r, (size_t)rn);
+        e->res_n = (uint32_t)rn;
+        e->base = base;
+        e->h = h;
+        m->res_n++;
+    }
+    e->idx = idx;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Meters_methods[] = {
+    {"set_resource", (PyCFunction)Meters_set_resource, METH_VARARGS,
+     "set_resource(period slot, resource, slot): the counter of one resource in a period"},
     {"set_periods", (PyCFunction)Meters_set_periods, METH_VARARGS,
      "set_periods(customer, feature index, [(start, end, slot index), ...]): the periods "
      "opened for one (customer, feature), by start"},
@@ -1449,13 +1516,14 @@ typedef struct {
     const Meter *mt;
     const Period *p;
     const Dim *v;
+    int64_t res_idx; /* the resource's counter, or -1 */
 } Plan;
 
 enum { COUNT_OK = 0, COUNT_PYTHON = 1, COUNT_OOM = -1 };
 
 static int count_event(const MetersObject *m, Accs *a, const Dims *dims, const Ev *e,
                        int64_t ts, int64_t *applied, int64_t *unmetered) {
-    if (e->ts_state == 2 || e->res_n) return COUNT_PYTHON;
+    if (e->ts_state == 2) return COUNT_PYTHON;
     const NameMeters *nm = meters_for(m, e->name, e->name_n);
     if (!nm) return COUNT_OK; /* no meter counts this event */
     if (nm->python_only) return COUNT_PYTHON;
@@ -1477,12 +1545,22 @@ static int count_event(const MetersObject *m, Accs *a, const Dims *dims, const E
         }
         const Period *p = period_of(m, e->cust, e->cust_n, e->cust_h, mt->fi, ts);
         if (!p) return COUNT_PYTHON; /* a period Python has not opened yet */
-        plan[np++] = (Plan){mt, p, v};
+        int64_t res_idx = -1;
+        if (e->res_n) {
+            uint64_t h = res_hash(p->idx, e->res, e->res_n);
+            const ResEntry *r = res_find(m, p->idx, e->res, e->res_n, h);
+            if (!r->res) return COUNT_PYTHON; /* the resource's counter is not known yet */
+            res_idx = r->idx;
+        }
+        plan[np++] = (Plan){mt, p, v, res_idx};
     }
-    for (uint32_t k = 0; k < np; k++) {
-        const Meter *mt = plan[k].mt;
-        const Dim *v = plan[k].v;
-        Acc *acc = acc_get(a, plan[k].p->idx, mt->kind);
+    /* each planned meter applies to its period's counter, then to the resource's */
+    for (uint32_t k = 0; k < 2 * np; k++) {
+        const Plan *pl = &plan[k / 2];
+        if (k % 2 && pl->res_idx < 0) continue;
+        const Meter *mt = pl->mt;
+        const Dim *v = pl->v;
+        Acc *acc = acc_get(a, k % 2 ? (uint32_t)pl->res_idx : pl->p->idx, mt->kind);
         if (!acc) return COUNT_OOM;
         acc->count++;
         Num num = {0};

@@ -17,6 +17,7 @@ class Meters:
     def set_periods(
         self, customer: str, feature: int, periods: list[tuple[int, int, int]]
     ) -> None: ...
+    def set_resource(self, period: int, resource: str, slot: int) -> None: ...
 
 # (offsets, data) of one Arrow string or binary column
 Column = tuple[bytes, bytes]

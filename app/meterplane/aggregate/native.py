@@ -86,6 +86,14 @@ class NativeCounting:
             self.meters.set_periods(
                 customer, fi, [(s[0], s[4], self._slot_index(s)) for s in book.periods(cf)]
             )
+        while book.resources_used:
+            ck = book.resources_used.pop()
+            base = self._index.get((ck[0], ck[1], ck[2], ""))
+            if base is None:  # not a period the core counts into (yet)
+                continue
+            start, end, _, _, end_cmp = self.slots[base]
+            slot = (start, end, book.counters[ck], ck, end_cmp)
+            self.meters.set_resource(base, ck[3], self._slot_index(slot))
         return self.meters
 
     def _rebuild(self) -> None:

@@ -362,6 +362,7 @@ class CounterBook:
         # periods are forgotten, and the (customer, feature)s that opened one since.
         self.generation = 0
         self.opened: set[tuple[str, str]] = set()
+        self.resources_used: set[CounterKey] = set()  # resources' counters counted into
         self.set_catalog(catalog)
 
     def set_catalog(self, catalog: Catalog) -> None:
@@ -371,6 +372,7 @@ class CounterBook:
         self._periods = {}  # a new catalog may move anchors and periods
         self.generation += 1
         self.opened = set()
+        self.resources_used = set()
         meters: dict[str, list[tuple[str, Predicate | None, str, str | None]]] = {}
         for name, features in catalog.meters_by_event.items():
             for f in features:
@@ -430,6 +432,7 @@ class CounterBook:
             self.period_end[ck] = slot[1]
         counter.add(value, ts, key)
         self.dirty.add(ck)
+        self.resources_used.add(ck)
 
     def apply_event(
         self,
@@ -521,6 +524,7 @@ class CounterBook:
         self._periods = {}
         self.generation += 1
         self.opened = set()
+        self.resources_used = set()
         for customer, feature, start, resource, end, kind, state in rows:
             ck = (customer, feature, start, resource)
             self.counters[ck] = KINDS[kind](*state)
