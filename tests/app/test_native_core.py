@@ -344,6 +344,34 @@ def test_events_with_resource_ids_are_counted_by_the_core_too(
     assert native.counted_by["native"] > 0.9 * traffic.unique_events
 
 
+def test_many_customers_and_resources_grow_the_cores_tables(
+    tmp_path: Path, python_path: None
+) -> None:
+    r = random.Random(5)
+    frames = []
+    for f in range(30):
+        events = [
+            {
+                "customerId": f"c{r.randrange(400)}",
+                "eventName": r.choice(["api_call", "completion"]),
+                "idempotencyKey": f"{f}-{i}",
+                "resourceId": f"r{r.randrange(5)}",
+                "dimensions": {"region": "us", "tokens": r.randrange(9), "latency_ms": 1.5},
+            }
+            for i in range(500)
+        ]
+        body = msgspec.json.encode({"events": events})
+        frames.append(Frame(f * 10, f * 10 + 10, KIND_EVENTS, 0, body))
+    frames += frames[:3]  # copies of whole frames: every identity known
+    reference = _run(frames, tmp_path / "py")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(aggregator_module, "core", core)
+        m.setattr(dedup_module, "core", core)
+        native = _run(frames, tmp_path / "c")
+    assert _state(native) == _state(reference)
+    assert native.counted_by["native"] > 5000  # all but the first per counter
+
+
 def test_drain_beside_the_running_aggregator_applies_each_frame_once(tmp_path: Path) -> None:
     """``drain`` (shutdown, tests) and the aggregator's thread take turns: with the core
     working outside the interpreter lock, two appliers at once would mix frames."""

@@ -56,6 +56,26 @@ static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed) {
     return mix64(h ^ w ^ ((uint64_t)n << 56));
 }
 
+/* Double an open-addressing table (``tab``, ``cap`` slots, a power of two) of ``type``,
+ * whose free slots have ``occupied`` NULL and whose entries keep their hash in ``h``;
+ * ``ok`` is set to 0 when out of memory (the table is then unchanged). */
+#define DOUBLE_TABLE(type, tab, cap, occupied, ok)                 \
+    do {                                                           \
+        size_t cap_ = (cap) * 2;                                   \
+        type *t_ = calloc(cap_, sizeof(type));                     \
+        (ok) = t_ != NULL;                                         \
+        if (!t_) break;                                            \
+        for (size_t i_ = 0; i_ < (cap); i_++) {                    \
+            if (!(tab)[i_].occupied) continue;                     \
+            size_t j_ = (size_t)(tab)[i_].h & (cap_ - 1);          \
+            while (t_[j_].occupied) j_ = (j_ + 1) & (cap_ - 1);    \
+            t_[j_] = (tab)[i_];                                    \
+        }                                                          \
+        free(tab);                                                 \
+        (tab) = t_;                                                \
+        (cap) = cap_;                                              \
+    } while (0)
+
 /* ------------------------------------------------------------------------ dedup set */
 
 /* An identity: its key's bytes in the block of the frame that admitted it (the key's
@@ -196,20 +216,9 @@ static Entry *find_slot(const DedupObject *d, uint64_t h, uint32_t cust, const c
 }
 
 static int grow(DedupObject *d) {
-    size_t cap = d->cap * 2;
-    Entry *slots = calloc(cap, sizeof(Entry));
-    if (!slots) return -1;
-    for (size_t i = 0; i < d->cap; i++) {
-        Entry *e = &d->slots[i];
-        if (!e->key) continue;
-        size_t j = (size_t)e->h & (cap - 1);
-        while (slots[j].key) j = (j + 1) & (cap - 1);
-        slots[j] = *e;
-    }
-    free(d->slots);
-    d->slots = slots;
-    d->cap = cap;
-    return 0;
+    int ok;
+    DOUBLE_TABLE(Entry, d->slots, d->cap, key, ok);
+    return ok ? 0 : -1;
 }
 
 /* Remove one entry (backward-shift deletion keeps linear probing tombstone-free). */
@@ -1227,21 +1236,12 @@ static PyObject *Meters_set_periods(MetersObject *m, PyObject *args) {
         p[i] = (Period){start, end, idx};
     }
     if ((m->cf_n + 1) * 2 > m->cf_cap) {
-        size_t cap = m->cf_cap * 2;
-        CfEntry *cf = calloc(cap, sizeof(CfEntry));
-        if (!cf) {
+        int ok;
+        DOUBLE_TABLE(CfEntry, m->cf, m->cf_cap, cust, ok);
+        if (!ok) {
             free(p);
             return PyErr_NoMemory();
         }
-        for (size_t i = 0; i < m->cf_cap; i++) {
-            if (!m->cf[i].cust) continue;
-            size_t j = (size_t)m->cf[i].h & (cap - 1);
-            while (cf[j].cust) j = (j + 1) & (cap - 1);
-            cf[j] = m->cf[i];
-        }
-        free(m->cf);
-        m->cf = cf;
-        m->cf_cap = cap;
     }
     uint64_t h = cf_hash(cust_hash(c, (size_t)cn), fi);
     CfEntry *e = cf_find(m, c, (uint32_t)cn, fi, h);
@@ -1287,18 +1287,9 @@ static PyObject *Meters_set_resource(MetersObject *m, PyObject *args) {
     Py_ssize_t rn;
     if (utf8_of(res, &r, &rn, "resource") < 0) return NULL;
     if ((m->res_n + 1) * 2 > m->res_cap) {
-        size_t cap = m->res_cap * 2;
-        ResEntry *t = calloc(cap, sizeof(ResEntry));
-        if (!t) return PyErr_NoMemory();
-        for (size_t i = 0; i < m->res_cap; i++) {
-            if (!m->res[i].res) continue;
-            size_t j = (size_t)m->res[i].h & (cap - 1);
-            while (t[j].res) j = (j + 1) & (cap - 1);
-            t[j] = m->res[i];
-        }
-        free(m->res);
-        m->res = t;
-        m->res_cap = cap;
+        int ok;
+        DOUBLE_TABLE(ResEntry, m->res, m->res_cap, res, ok);
+        if (!ok) return PyErr_NoMemory();
     }
     uint64_t h = res_hash(base, r, (size_t)rn);
     ResEntry *e = res_find(m, base, r, (uint32_t)rn, h);
