@@ -9,7 +9,6 @@ import json
 import random
 import re
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -169,15 +168,6 @@ def _frames(seed: int, n_frames: int = 40) -> list[Frame]:
     return frames
 
 
-@pytest.fixture
-def python_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Within it, new aggregators take the Python reference path."""
-    with monkeypatch.context() as m:
-        m.setattr(aggregator_module, "core", None)
-        m.setattr(dedup_module, "core", None)
-        yield
-
-
 def _run(frames: list[Frame], tmp_path: Path, hints: bool = False) -> Aggregator:
     agg = Aggregator(None, None, load_catalog(), tmp_path)  # type: ignore[arg-type]
     for frame in frames:
@@ -185,6 +175,20 @@ def _run(frames: list[Frame], tmp_path: Path, hints: bool = False) -> Aggregator
             agg.hint(frame.end, msgspec.json.decode(frame.body, type=EventBatch).events)
         agg._apply(frame)
     return agg
+
+
+def _both(
+    frames: list[Frame], tmp_path: Path, hints: bool = False
+) -> tuple[Aggregator, Aggregator]:
+    """The frames through the Python reference path, then through the native core."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(aggregator_module, "core", None)
+        m.setattr(dedup_module, "core", None)
+        reference = _run(frames, tmp_path / "py")
+    native = _run(frames, tmp_path / "c", hints=hints)
+    assert isinstance(reference.dedup, DedupWindow)
+    assert isinstance(native.dedup, NativeDedupWindow)
+    return reference, native
 
 
 def _state(agg: Aggregator) -> list[list[Any]]:
@@ -213,16 +217,9 @@ def _rows(agg: Aggregator) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_the_native_core_counts_and_stores_what_the_python_path_does(
-    seed: int, tmp_path: Path, python_path: None
+    seed: int, tmp_path: Path
 ) -> None:
-    frames = _frames(seed)
-    reference = _run(frames, tmp_path / "py")
-    assert isinstance(reference.dedup, DedupWindow)
-    with pytest.MonkeyPatch.context() as m:  # undo ``python_path`` for the native run
-        m.setattr(aggregator_module, "core", core)
-        m.setattr(dedup_module, "core", core)
-        native = _run(frames, tmp_path / "c", hints=seed % 2 == 1)
-    assert isinstance(native.dedup, NativeDedupWindow)
+    reference, native = _both(_frames(seed), tmp_path, hints=seed % 2 == 1)
     assert _state(native) == _state(reference)
     assert [(ck, repr(v)) for ck, _, v in native.book.items()] == [
         (ck, repr(v)) for ck, _, v in reference.book.items()
@@ -323,9 +320,7 @@ def _identities(window: DedupWindow) -> tuple[list[str], list[str], list[int]]:
     return customers, keys, times
 
 
-def test_events_with_resource_ids_are_counted_by_the_core_too(
-    tmp_path: Path, python_path: None
-) -> None:
+def test_events_with_resource_ids_are_counted_by_the_core_too(tmp_path: Path) -> None:
     traffic = generate(load_catalog(), int((NOW - EPOCH) // ONE_US), n_events=20_000)
     bodies = []
     for body in traffic.event_batches:
@@ -334,19 +329,13 @@ def test_events_with_resource_ids_are_counted_by_the_core_too(
             ev["resourceId"] = f"r{i % 3}"
         bodies.append(msgspec.json.encode(batch))
     frames = [Frame(i * 10, i * 10 + 10, KIND_EVENTS, 0, b) for i, b in enumerate(bodies)]
-    reference = _run(frames, tmp_path / "py")
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(aggregator_module, "core", core)
-        m.setattr(dedup_module, "core", core)
-        native = _run(frames, tmp_path / "c")
+    reference, native = _both(frames, tmp_path)
     assert _state(native) == _state(reference)
     assert any(ck[3] == "r2" for ck, _, _ in native.book.items())
     assert native.counted_by["native"] > 0.9 * traffic.unique_events
 
 
-def test_many_customers_and_resources_grow_the_cores_tables(
-    tmp_path: Path, python_path: None
-) -> None:
+def test_many_customers_and_resources_grow_the_cores_tables(tmp_path: Path) -> None:
     r = random.Random(5)
     frames = []
     for f in range(30):
@@ -363,11 +352,7 @@ def test_many_customers_and_resources_grow_the_cores_tables(
         body = msgspec.json.encode({"events": events})
         frames.append(Frame(f * 10, f * 10 + 10, KIND_EVENTS, 0, body))
     frames += frames[:3]  # copies of whole frames: every identity known
-    reference = _run(frames, tmp_path / "py")
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(aggregator_module, "core", core)
-        m.setattr(dedup_module, "core", core)
-        native = _run(frames, tmp_path / "c")
+    reference, native = _both(frames, tmp_path)
     assert _state(native) == _state(reference)
     assert native.counted_by["native"] > 5000  # all but the first per counter
 
