@@ -64,7 +64,7 @@ def bytes_per_identity(bodies: list[bytes], python: bool = False) -> float:
         received = now_us()
         for i, body in enumerate(bodies):
             items = decode_events(body, received, TimeWindow())
-            agg.hint((i + 1) * len(body), items)
+            agg.hint((i + 1) * len(body), KIND_EVENTS, items)
             agg._apply(Frame(i * len(body), (i + 1) * len(body), KIND_EVENTS, received, body))
             del items
         agg._raw = RawRows()  # the raw rows a checkpoint would have stored

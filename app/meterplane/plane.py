@@ -139,7 +139,7 @@ class LogBuffer:
     ) -> int:
         end = self._log.write(kind, received_us, body)
         if items is not None:
-            self._aggregator.hint(end, items)  # before it can be read: saves a decode
+            self._aggregator.hint(end, kind, items)  # before it can be read: saves a decode
         await self._log.durable(end)
         return end
 

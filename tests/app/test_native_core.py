@@ -168,24 +168,20 @@ def _frames(seed: int, n_frames: int = 40) -> list[Frame]:
     return frames
 
 
-def _run(frames: list[Frame], tmp_path: Path, hints: bool = False) -> Aggregator:
+def _run(frames: list[Frame], tmp_path: Path) -> Aggregator:
     agg = Aggregator(None, None, load_catalog(), tmp_path)  # type: ignore[arg-type]
     for frame in frames:
-        if hints and frame.kind == KIND_EVENTS:
-            agg.hint(frame.end, msgspec.json.decode(frame.body, type=EventBatch).events)
         agg._apply(frame)
     return agg
 
 
-def _both(
-    frames: list[Frame], tmp_path: Path, hints: bool = False
-) -> tuple[Aggregator, Aggregator]:
+def _both(frames: list[Frame], tmp_path: Path) -> tuple[Aggregator, Aggregator]:
     """The frames through the Python reference path, then through the native core."""
     with pytest.MonkeyPatch.context() as m:
         m.setattr(aggregator_module, "core", None)
         m.setattr(dedup_module, "core", None)
         reference = _run(frames, tmp_path / "py")
-    native = _run(frames, tmp_path / "c", hints=hints)
+    native = _run(frames, tmp_path / "c")
     assert isinstance(reference.dedup, DedupWindow)
     assert isinstance(native.dedup, NativeDedupWindow)
     return reference, native
@@ -219,7 +215,7 @@ def _rows(agg: Aggregator) -> list[dict[str, Any]]:
 def test_the_native_core_counts_and_stores_what_the_python_path_does(
     seed: int, tmp_path: Path
 ) -> None:
-    reference, native = _both(_frames(seed), tmp_path, hints=seed % 2 == 1)
+    reference, native = _both(_frames(seed), tmp_path)
     assert _state(native) == _state(reference)
     assert [(ck, repr(v)) for ck, _, v in native.book.items()] == [
         (ck, repr(v)) for ck, _, v in reference.book.items()

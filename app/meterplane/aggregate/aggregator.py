@@ -281,8 +281,13 @@ class Aggregator:
         """Call ``fn`` (in the aggregator thread) after each applied batch."""
         self._listeners.append(fn)
 
-    def hint(self, end: int, items: Sequence[Any]) -> None:
-        """Ingest's decoded items for the frame ending at ``end`` (an optimisation only)."""
+    def hint(self, end: int, kind: int, items: Sequence[Any]) -> None:
+        """Ingest's decoded items for the frame ending at ``end`` (an optimisation only).
+        Event frames go to the native core, which reads the body itself: keeping their items
+        until then would only move their freeing, with the interpreter lock and out of the
+        cache, from the request thread to this one (and fault in fresh memory for the next)."""
+        if kind == KIND_EVENTS and self._native is not None:
+            return
         if len(self._hints) < 4096:
             self._hints[end] = items
 
@@ -334,7 +339,7 @@ class Aggregator:
             meters = self._native.sync()
             scan = core.scan_events(self.dedup, frame.body, received, meters)
             if scan is not None:  # else a shape the scan leaves to the Python path below
-                self._apply_scanned(frame, Scan._make(scan), hinted, out)
+                self._apply_scanned(frame, Scan._make(scan), out)
                 return
         if frame.kind == KIND_EVENTS:
             items: Sequence[Any] = hinted or msgspec.json.decode(frame.body, type=EventBatch).events
@@ -374,9 +379,7 @@ class Aggregator:
         metrics.UNMETERED.inc(out.unmetered)
         metrics.AGGREGATED.inc(out.applied)
 
-    def _apply_scanned(
-        self, frame: Frame, scan: Scan, hinted: Sequence[Any] | None, out: Outcome
-    ) -> None:
+    def _apply_scanned(self, frame: Frame, scan: Scan, out: Outcome) -> None:
         """Finish an event frame that ``_native.scan_events`` deduped (its identities are
         admitted), counted (but for the events it left to this path) and turned into
         raw-row columns."""
@@ -386,7 +389,7 @@ class Aggregator:
         out.unmetered += scan.unmetered
         stamps = scan.stamps
         if scan.to_python or scan.unparsed:
-            stamps = self._apply_left(frame, hinted, scan, out)
+            stamps = self._apply_left(frame, scan, out)
         m = len(scan.customers)
         self.counted_by["native"] += m - len(scan.to_python)
         self.counted_by["python"] += len(scan.to_python)
@@ -395,12 +398,10 @@ class Aggregator:
         metrics.UNMETERED.inc(out.unmetered)
         metrics.AGGREGATED.inc(out.applied)
 
-    def _apply_left(
-        self, frame: Frame, hinted: Sequence[Any] | None, scan: Scan, out: Outcome
-    ) -> bytes:
+    def _apply_left(self, frame: Frame, scan: Scan, out: Outcome) -> bytes:
         """Count the events the scan left to Python and read the timestamps it left;
         return the frame's timestamps, complete."""
-        items: Sequence[Any] = hinted or msgspec.json.decode(frame.body, type=EventBatch).events
+        items: Sequence[Any] = msgspec.json.decode(frame.body, type=EventBatch).events
         if len(items) != scan.n:  # the scan and msgspec read the body alike, or this is a bug
             raise RuntimeError(f"frame at {frame.pos}: scanned {scan.n} events, read {len(items)}")
         new = items if scan.fresh is None else [items[i] for i in scan.fresh]
