@@ -304,6 +304,24 @@ def test_the_native_window_admits_and_forgets_as_the_python_one(tmp_path: Path) 
     assert c.arrivals() == py.arrivals()  # known identities: loading them again adds none
 
 
+def test_a_window_past_two_mib_of_slots_admits_dedupes_and_forgets_exactly() -> None:
+    """From 2 MiB up the table has a mapping of its own (huge pages where offered): the
+    same answers on both sides of that line, through growth and forgetting."""
+    window = NativeDedupWindow()
+    n = 150_000  # 16-byte slots kept at most half full: 512 Ki slots, 8 MiB
+    for at in range(0, n, 1000):
+        keys = [f"k{i}" for i in range(at, at + 1000)]
+        assert window.admit(["acme"] * 1000, keys, at) == list(range(1000))
+    assert len(window) == n
+    assert window.nbytes() >= n * 2 * 16
+    assert window.admit(["acme", "acme", "globex"], ["k7", f"k{n}", "k7"], n) == [1, 2]
+    window.forget_before(n // 2)
+    assert len(window) == n - n // 2 + 2
+    assert ("acme", "k7") not in window
+    assert ("acme", f"k{n - 1}") in window
+    assert window.admit(["acme", "acme"], ["k7", f"k{n - 1}"], n + 1) == [0]
+
+
 def _identities(window: DedupWindow) -> tuple[list[str], list[str], list[int]]:
     customers: list[str] = []
     keys: list[str] = []
