@@ -140,6 +140,7 @@ class LogBuffer:
         end = self._log.write(kind, received_us, body)
         if items is not None:
             self._aggregator.hint(end, kind, items)  # before it can be read: saves a decode
+        del items  # not held across the wait (see ``Ingest``)
         await self._log.durable(end)
         return end
 

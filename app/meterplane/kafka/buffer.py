@@ -207,6 +207,7 @@ class KafkaBuffer:
                 loop.call_soon_threadsafe(_resolve, done)
 
         waiter = self._produce(kind, received_us, body, items, finished)
+        del items  # not held across the wait (see ``Ingest``)
         try:
             # librdkafka reports every record within message.timeout.ms; the margin only
             # guards against a stalled poll thread.
