@@ -138,8 +138,8 @@ class LogBuffer:
         self, kind: int, received_us: int, body: bytes, items: Sequence[Any] | None = None
     ) -> int:
         end = self._log.write(kind, received_us, body)
-        if items is not None:
-            self._aggregator.hint(end, kind, items)  # before it can be read: saves a decode
+        if items is not None:  # before it can be read: saves a decode where one is needed
+            self._aggregator.hint(end, kind, items)  # (not for event frames the core reads)
         del items  # not held across the wait (see ``Ingest``)
         await self._log.durable(end)
         return end
