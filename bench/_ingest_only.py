@@ -20,9 +20,9 @@ from meterplane.plane import EmbeddedPlane
 def main() -> None:
     settings = load_settings()
     plane = EmbeddedPlane(settings)  # not started: no aggregator thread
-    # Ingest hands its decoded batches to the aggregator, which drops each once applied;
-    # with no aggregator they would pile up (and slow the cyclic GC), so keep none.
-    plane.aggregator.hint = lambda end, kind, items: None  # type: ignore[method-assign]
+    # Ingest offers its frames (and decoded batches) to the aggregator, which drops each once
+    # applied; with no aggregator they would pile up (and slow the cyclic GC), so keep none.
+    plane.aggregator.offer = lambda frame, items=None: None  # type: ignore[method-assign]
     app = create_app(plane.buffer, plane.decider, settings.api_keys)
     tune_interpreter()  # as ``serve`` does before serving
     try:

@@ -64,9 +64,9 @@ def bytes_per_identity(bodies: list[bytes], python: bool = False) -> float:
         received = now_us()
         for i, body in enumerate(bodies):
             items = decode_events(body, received, TimeWindow())
-            agg.hint((i + 1) * len(body), KIND_EVENTS, items)
-            agg._apply(Frame(i * len(body), (i + 1) * len(body), KIND_EVENTS, received, body))
+            agg.offer(Frame(i * len(body), (i + 1) * len(body), KIND_EVENTS, received, body), items)
             del items
+            agg._apply(agg._offered.popleft())  # as ``step`` takes an offered frame
         agg._raw = RawRows()  # the raw rows a checkpoint would have stored
         agg.book = None  # type: ignore[assignment] # the counters, not the set
         gc.collect()

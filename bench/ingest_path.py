@@ -113,7 +113,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(env={}, data_dir=Path(tmp), api_keys=API_KEY)
         plane = EmbeddedPlane(settings)  # not started: nothing counts behind the log
-        plane.aggregator.hint = lambda end, kind, items: None  # type: ignore[method-assign]
+        plane.aggregator.offer = lambda frame, items=None: None  # type: ignore[method-assign]
         routes = create_app(plane.buffer, plane.decider, (API_KEY,))
         fast = asgi(routes)
         gc.freeze()

@@ -19,7 +19,7 @@ from meterplane.core.settings import Settings
 from meterplane.core.storage import ChdbEngine, migrate
 from meterplane.core.threads import NamedThread
 from meterplane.entitlements.decide import Decider
-from meterplane.ingest.buffer import LocalLog
+from meterplane.ingest.buffer import Frame, LocalLog
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,8 @@ class LogBuffer:
         self, kind: int, received_us: int, body: bytes, items: Sequence[Any] | None = None
     ) -> int:
         end = self._log.write(kind, received_us, body)
-        if items is not None:  # before it can be read: saves a decode where one is needed
-            self._aggregator.hint(end, kind, items)  # (not for event frames the core reads)
+        # before it can be read: saves reading the frame back (and a decode where needed)
+        self._aggregator.offer(Frame.ending_at(end, kind, received_us, body), items)
         del items  # not held across the wait (see ``Ingest``)
         await self._log.durable(end)
         return end

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from meterplane.aggregate.aggregator import read_checkpoint, write_checkpoint
 from meterplane.commands.rebuild import rebuild
 from meterplane.core.catalog import load_catalog
 from meterplane.core.counters import CounterBook
+from meterplane.core.errors import BufferUnavailable
 from meterplane.ingest.buffer import HEADER, LocalLog
 from meterplane.localplane import ServeProcess
 from tests.app.conftest import API_KEY
@@ -104,6 +107,37 @@ def test_torn_tail_is_truncated_on_open(tmp_path: Path) -> None:
     try:
         assert log.durable_end == end
         assert [f.end for f in log.read(0)] == [end]
+    finally:
+        log.close()
+
+
+def test_a_write_that_fails_halfway_leaves_no_torn_frame_between_whole_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LocalLog(tmp_path / "log")
+    first = log.append_sync(1, 1, b'{"events": [1]}')
+    real_writev = os.writev
+
+    def disk_full_halfway(fd: int, buffers: list[bytes]) -> int:
+        data = b"".join(buffers)
+        os.write(fd, data[: len(data) // 2])  # the disk fills up mid-frame
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "writev", disk_full_halfway)
+    with pytest.raises(BufferUnavailable, match="No space left"):
+        log.write(1, 2, b'{"events": [2, 2]}')
+    monkeypatch.setattr(os, "writev", real_writev)
+    last = log.append_sync(1, 3, b'{"events": [3, 3, 3]}')
+    try:
+        assert [(f.pos, f.received_us, f.body) for f in log.read(0)] == [
+            (0, 1, b'{"events": [1]}'),
+            (first, 3, b'{"events": [3, 3, 3]}'),
+        ]
+    finally:
+        log.close()
+    log = LocalLog(tmp_path / "log")  # and nothing to cut when it is opened again
+    try:
+        assert log.durable_end == last
     finally:
         log.close()
 

@@ -18,7 +18,8 @@ import logging
 import threading
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from sys import intern
 from typing import Any
@@ -51,6 +52,8 @@ _encode_lines = msgspec.json.Encoder().encode_lines
 _NEWLINE = ord("\n")
 _MAX_BINARY_BYTES = 2**31 - 1  # an Arrow binary array's 32-bit offsets
 _STRING_COLUMNS = ("customer_id", "idempotency_key", "name", "resource_id")
+# Bodies of frames ingest has just written, kept for the aggregator to take from memory.
+OFFERED_BYTES = 32 * 1024 * 1024
 
 
 class Checkpoint(msgspec.Struct):
@@ -227,6 +230,9 @@ class Aggregator:
         self._listeners: list[Callable[[], None]] = []
         # frame end -> the items ingest already decoded (bounded; a miss just decodes).
         self._hints: dict[int, Sequence[Any]] = {}
+        # frames just written, in log order and contiguous (see ``offer``)
+        self._offered: deque[Frame] = deque()
+        self._offered_lock = threading.Lock()
         self.error: BaseException | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -281,15 +287,24 @@ class Aggregator:
         """Call ``fn`` (in the aggregator thread) after each applied batch."""
         self._listeners.append(fn)
 
-    def hint(self, end: int, kind: int, items: Sequence[Any]) -> None:
-        """Ingest's decoded items for the frame ending at ``end`` (an optimisation only).
-        Event frames go to the native core, which reads the body itself: keeping their items
-        until then would only move their freeing, with the interpreter lock and out of the
-        cache, from the request thread to this one (and fault in fresh memory for the next)."""
-        if kind == KIND_EVENTS and self._native is not None:
-            return
-        if len(self._hints) < 4096:
-            self._hints[end] = items
+    def offer(self, frame: Frame, items: Sequence[Any] | None = None) -> None:
+        """A frame ingest has just written to the log, and its decoded ``items`` (called in
+        log order; an optimisation only: what is not offered is read from the log).
+
+        The frame is kept (up to ``OFFERED_BYTES`` of bodies) so that this thread need not
+        read it back: a read from the log is several system calls per frame, each one
+        letting go of the interpreter lock and taking it back from the request thread,
+        and a fresh copy of the body. The items are kept only where the Python path will
+        read them: event frames go to the native core, which reads the body itself, and
+        keeping their items until then would only move their freeing, with the lock and
+        out of the cache, from the request thread to this one."""
+        with self._offered_lock:
+            q = self._offered
+            if not q or (q[-1].end == frame.pos and frame.end - q[0].pos <= OFFERED_BYTES):
+                q.append(frame)
+        python_reads = frame.kind != KIND_EVENTS or self._native is None
+        if items is not None and python_reads and len(self._hints) < 4096:
+            self._hints[frame.end] = items
 
     def _run(self) -> None:
         try:
@@ -317,7 +332,7 @@ class Aggregator:
     def step(self, max_frames: int | None = None) -> int:
         """Apply the durable frames past ``pos``; return how many frames were applied."""
         n = 0
-        for frame in self.log.read(self.pos):
+        for frame in self._frames(max_frames):
             self._apply(frame)
             self.pos = frame.end
             n += 1
@@ -329,6 +344,21 @@ class Aggregator:
             for fn in self._listeners:
                 fn()
         return n
+
+    def _frames(self, max_frames: int | None) -> Iterable[Frame]:
+        """The durable frames from ``pos`` on: those offered, while they continue the log
+        exactly there; else (a frame not offered) from the log itself."""
+        with self._offered_lock:
+            q = self._offered
+            while q and q[0].pos < self.pos:  # read from the log meanwhile
+                q.popleft()
+            durable = self.log.durable_end
+            if not q or q[0].pos != self.pos:
+                return self.log.read(self.pos) if self.pos < durable else ()
+            taken = list[Frame]()
+            while q and q[0].end <= durable and len(taken) != max_frames:
+                taken.append(q.popleft())
+            return taken
 
     def _apply(self, frame: Frame) -> None:
         """Dedupe a frame's items, count the new ones, and queue their raw rows."""

@@ -75,9 +75,15 @@ class CheckProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         fast = self.app
-        if isinstance(fast, FastCheck) and not self._in_message and self._may_answer():
+        # (a GET first: an ingest batch's first read is not hashed for a lookup that misses)
+        if (
+            data[:4] == b"GET "
+            and isinstance(fast, FastCheck)
+            and not self._in_message
+            and self._may_answer()
+        ):
             route = fast.recall(data)
-            if route is None and data[:4] == b"GET " and data[-4:] == b"\r\n\r\n":
+            if route is None and data[-4:] == b"\r\n\r\n":
                 route = self._plain_route(fast, data)
             if route is not None:
                 if self.timeout_keep_alive_task is not self._own_timer:

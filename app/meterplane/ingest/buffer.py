@@ -46,6 +46,11 @@ class Frame:
     received_us: int
     body: bytes
 
+    @classmethod
+    def ending_at(cls, end: int, kind: int, received_us: int, body: bytes) -> Frame:
+        """The frame ``write`` appended, from the end position it returned."""
+        return cls(end - HEADER.size - len(body), end, kind, received_us, body)
+
 
 def _segments(directory: Path) -> list[tuple[int, Path]]:
     out = []
@@ -55,6 +60,12 @@ def _segments(directory: Path) -> list[tuple[int, Path]]:
         except ValueError:
             continue
     return sorted(out)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _scan_valid(path: Path) -> int:
@@ -135,22 +146,34 @@ class LocalLog:
             raise BufferUnavailable(
                 f"unprocessed backlog over {self.max_backlog_bytes} bytes", retry_after_s=1
             )
-        frame = HEADER.pack(MAGIC, kind, received_us, len(body), zlib.crc32(body)) + body
+        header = HEADER.pack(MAGIC, kind, received_us, len(body), zlib.crc32(body))
+        size = len(header) + len(body)
         with self._lock:
-            if self._size and self._size + len(frame) > self.segment_bytes:
+            if self._size and self._size + size > self.segment_bytes:
                 self._roll()
             try:
-                os.write(self._fd, frame)
+                written = os.writev(self._fd, (header, body))  # no copy of the body to join them
+                if written != size:  # a short write (a full disk): write the rest or fail
+                    _write_all(self._fd, (header + body)[written:])
             except OSError as err:
+                self._drop_partial()
                 raise BufferUnavailable(
                     f"log write failed: {err.strerror}", retry_after_s=5
                 ) from err
-            self._size += len(frame)
-            self.written_end += len(frame)
+            self._size += size
+            self.written_end += size
             end = self.written_end
         with self._cond:
             self._cond.notify_all()
         return end
+
+    def _drop_partial(self) -> None:
+        """Cut what a failed write left of its frame, so that the next frame follows the
+        last whole one; if even that fails, take no more writes."""
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError as err:
+            self._error = err
 
     def _roll(self) -> None:
         os.fsync(self._fd)  # rare; keeps "durable_end" true for the old segment
