@@ -6,7 +6,8 @@ Order of effects for one batch (DESIGN.md section 4, "Ack means durable"):
 2. the fsync thread ``fdatasync``s whatever has been written since its last sync, for
    every waiting request at once (group commit), then advances ``durable_end``;
 3. only then does the request's future resolve and the HTTP layer send 202.
-The aggregator reads only below ``durable_end``, so nothing is counted that could vanish.
+The aggregator takes only frames below ``durable_end`` (read back from the log, or the same
+bytes as ingest offered them in memory), so nothing is counted that could vanish.
 
 A frame is ``MPL1 | kind u8 | pad 3 | received_us i64 | length u32 | crc32 u32 | body``.
 Positions are global byte offsets across segment files named by their base position. On
