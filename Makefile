@@ -13,12 +13,11 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	$(UV) sync --frozen
 	@touch $@
 
-# The aggregator's native core (app/meterplane/aggregate/native.py says what it is for).
+# The aggregator's native core (app/meterplane/aggregate/native.py says what it is for;
+# build_native.py holds the compiler flags, for this rule and the app image alike).
 NATIVE := app/meterplane/aggregate/_native.so
-NATIVE_CFLAGS := -O2 -shared -fPIC -std=c11 -ffp-contract=off -Wall -Wextra -Wno-unused-parameter \
-	-Wno-missing-field-initializers -Werror
-$(NATIVE): app/meterplane/aggregate/_native.c $(VENV)/.synced
-	$(CC) $(NATIVE_CFLAGS) -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" $< -o $@
+$(NATIVE): app/meterplane/aggregate/_native.c app/meterplane/aggregate/build_native.py $(VENV)/.synced
+	CC="$(CC)" $(BIN)/python -m meterplane.aggregate.build_native --out $@
 
 setup: $(VENV)/.synced $(NATIVE)
 

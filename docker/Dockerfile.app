@@ -6,6 +6,10 @@
 
 # --- build: resolve the locked environment into /opt/meterplane -------------------------
 FROM python:3.11.14-slim-bookworm AS build
+# A C compiler for the aggregator's native core (build stage only).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     UV_COMPILE_BYTECODE=1 \
@@ -22,6 +26,10 @@ COPY components ./components
 COPY infra ./infra
 COPY policies ./policies
 RUN uv sync --frozen --no-dev --no-editable
+# The native core next to the installed package, with the flags `make setup` uses; a
+# failed compile fails the build (the image must count as fast as a checkout does).
+RUN /opt/meterplane/bin/python -m meterplane.aggregate.build_native \
+ && /opt/meterplane/bin/python -c "import meterplane.aggregate._native"
 
 # --- runtime: the interpreter, the environment, nothing else ----------------------------
 FROM python:3.11.14-slim-bookworm AS runtime

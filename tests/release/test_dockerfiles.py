@@ -117,3 +117,18 @@ def test_copy_of_a_file_outside_the_dockerignore_allowlist_is_flagged(tmp_path: 
     assert check(dockerfile, tmp_path) == [
         "line 3: secret.env is excluded by Dockerfile.x.dockerignore"
     ]
+
+
+def test_app_image_compiles_the_native_core_as_make_setup_does() -> None:
+    text = APP.read_text()
+    build, _, runtime = text.partition("AS runtime")
+    # in the build stage, after the package is installed, with the module make runs
+    installed = build.index("uv sync --frozen --no-dev --no-editable")
+    compiled = build.index("-m meterplane.aggregate.build_native")
+    assert installed < compiled
+    assert "import meterplane.aggregate._native" in build[compiled:]  # or the build fails
+    assert "gcc" in build
+    assert "gcc" not in runtime
+    assert "-m meterplane.aggregate.build_native" in (REPO / "Makefile").read_text()
+    # a host's compiled core never rides along in the context
+    assert "**/*.so" in (REPO / "docker" / "Dockerfile.app.dockerignore").read_text()

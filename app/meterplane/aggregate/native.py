@@ -1,7 +1,8 @@
 """The aggregator's native core (``_native.c``), or None where it is not compiled.
 
-``make setup`` compiles it next to its source; an install that skipped that step (a plain
-``pip install``) runs the Python reference path, which behaves the same, more slowly.
+``make setup`` (and the app image's build) compiles it next to its source with
+``build_native``; an install that skipped that step (a plain ``pip install``) runs the
+Python reference path, which behaves the same, more slowly.
 ``NativeCounting`` keeps the core's picture of a ``CounterBook`` current: the catalog's
 meters, and every period the book has opened (a counter's slot, by index). The book
 remains the only state: the core returns what a frame adds to each slot, and
