@@ -4,6 +4,7 @@ apply; and ingest bodies that arrive in pieces, within and over the body limit."
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -443,3 +444,110 @@ def test_a_chunked_body_over_the_limit_is_refused_and_nothing_stored(
     assert status == 413, answer
     assert b"limit" in answer
     assert plane.log.written_end == before
+
+
+@pytest.fixture
+def uvicorn_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ASGI messages that went through uvicorn's own ``send``."""
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle  # noqa: PLC0415
+
+    sent: list[str] = []
+    original = RequestResponseCycle.send
+
+    async def spy(self: Any, message: Any) -> None:
+        sent.append(message["type"])
+        await original(self, message)
+
+    monkeypatch.setattr(RequestResponseCycle, "send", spy)
+    return sent
+
+
+def _no_access_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``serve`` runs (no access log): pytest's log capture hangs handlers on uvicorn's
+    access logger for each test's call, and uvicorn then logs every request (a path
+    ``_respond`` leaves to uvicorn's ``send``)."""
+    monkeypatch.setattr(logging.getLogger("uvicorn.access"), "handlers", [])
+
+
+def _raw_answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def test_a_202_is_written_whole_by_the_server_and_the_connection_goes_on(
+    server: tuple[str, EmbeddedPlane], uvicorn_sends: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_access_log(monkeypatch)
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(_post(_batch(10)))
+        [(status, headers, answer)] = _read_responses(sock, 1)
+        assert (status, headers, answer) == (
+            202,
+            {"content-type": "application/json", "content-length": str(len(answer))},
+            b'{"accepted":10}',
+        )
+        sock.sendall(_post(_batch(10)))  # the same batch again: accepted (deduped later)
+        assert _read_responses(sock, 1)[0][0] == 202
+    assert uvicorn_sends == []  # neither went through uvicorn's send
+
+
+@pytest.mark.parametrize(
+    "version_and_header", [("HTTP/1.1", "Connection: close\r\n"), ("HTTP/1.0", "")]
+)
+def test_a_202_to_a_client_closing_says_so_and_closes(
+    server: tuple[str, EmbeddedPlane],
+    version_and_header: tuple[str, str],
+    uvicorn_sends: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _no_access_log(monkeypatch)
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    version, header = version_and_header
+    body = _batch(3)
+    request = (
+        f"POST /api/v1/events {version}\r\nHost: x\r\nX-API-KEY: {API_KEY}\r\n{header}"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = _raw_answer(sock)  # returns once the server has closed
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 202 Accepted"
+    assert b"connection: close" in head.lower().split(b"\r\n")
+    assert payload == b'{"accepted":3}'
+    assert uvicorn_sends == []
+
+
+def test_errors_to_a_post_still_go_through_uvicorns_send(
+    server: tuple[str, EmbeddedPlane], uvicorn_sends: list[str]
+) -> None:
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(_post(b'{"events": [{"customerId": 7}]}'))
+        [(status, _, _)] = _read_responses(sock, 1)
+    assert status == 422
+    assert uvicorn_sends == ["http.response.start", "http.response.body"]
+
+
+def test_after_a_202_an_idle_connection_is_closed_at_the_keep_alive_timeout(
+    plane: EmbeddedPlane, monkeypatch: pytest.MonkeyPatch, uvicorn_sends: list[str]
+) -> None:
+    _no_access_log(monkeypatch)
+    app = create_app(plane.buffer, plane.decider, (API_KEY,))
+    with (
+        _serving(app, keep_alive_s=0.6) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+    ):
+        sock.sendall(_post(_batch(5)))
+        assert _read_responses(sock, 1)[0][0] == 202
+        idle = time.monotonic()
+        assert sock.recv(1) == b""  # closed by the server once idle
+        assert 0.3 < time.monotonic() - idle < 2.5
+    assert uvicorn_sends == []
