@@ -7,6 +7,7 @@ import os
 import statistics
 import struct
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +58,25 @@ def _stat_cpu_s(path: str) -> float:
     with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def steal_s() -> float:
+    """CPU seconds the hypervisor has taken from this machine so far, all CPUs together
+    (the ``steal`` column of ``/proc/stat``; 0 where the kernel reports none)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
+@contextmanager
+def stolen(shares: list[float]) -> Iterator[None]:
+    """Append to ``shares`` the share of the machine's CPU time the hypervisor took while
+    the block ran: the host's condition, which a latency or rate on a shared virtual
+    machine cannot be read without."""
+    steal, start = steal_s(), time.perf_counter()
+    yield
+    wall = time.perf_counter() - start
+    shares.append((steal_s() - steal) / (wall * (os.cpu_count() or 1)))
 
 
 def cpu_s(pid: int) -> float:
