@@ -120,11 +120,21 @@ def test_malformed_bodies(body: bytes) -> None:
         decode_usages(body.replace(b"events", b"usages"), NOW, WINDOW)
 
 
-def test_infinite_number_is_rejected() -> None:
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"9223372036854775808", b"1e19"])
+def test_a_number_out_of_range_is_rejected_naming_its_dimension(number: bytes) -> None:
     assert _errors(
         b'{"events": [{"customerId":"a","eventName":"e","idempotencyKey":"k",'
-        b'"dimensions":{"x":1e400}}]}'
-    ) == [(0, "dimensions[...]")]
+        b'"dimensions":{"ok":1,"x":' + number + b',"fine":"y"}}]}'
+    ) == [(0, "dimensions.x")]
+
+
+def test_the_message_names_batch_level_fields_without_an_index() -> None:
+    with pytest.raises(InvalidBatch) as err:
+        decode_events(b'{"events": "nope"}', NOW, WINDOW)
+    assert str(err.value) == "1 invalid item(s): events: Expected `array`, got `str`"
+    with pytest.raises(InvalidBatch) as err:
+        decode_events(_body(_ev(), _ev(customerId=1)), NOW, WINDOW)
+    assert str(err.value).startswith("1 invalid item(s): [1].customerId: ")
 
 
 @pytest.mark.parametrize("body", [b"[]", b'{"events": {}}', b'{"events": []}', b'{"evts": []}'])

@@ -31,7 +31,8 @@ class InvalidBatch(MeterplaneError):
 
     def __str__(self) -> str:
         return f"{len(self.details)} invalid item(s): " + "; ".join(
-            f"[{d.index}].{d.field}: {d.message}" for d in self.details[:5]
+            f"{d.field if d.index is None else f'[{d.index}].{d.field}'}: {d.message}"
+            for d in self.details[:5]
         )
 
 

@@ -137,16 +137,23 @@ def _check_json(body: bytes) -> None:
         raise MalformedBody(f"body is not valid UTF-8 JSON: {err}") from err
 
 
+class _RawDimensions(msgspec.Struct):
+    """An item's dimensions, each value left undecoded (to find the one that fails)."""
+
+    dimensions: dict[str, msgspec.Raw] = {}
+
+
 def _dimension_key(raw: msgspec.Raw) -> str | None:
     """msgspec says ``dimensions[...]`` for a bad value: find which key it was."""
     try:
-        item = msgspec.json.decode(raw)
+        dims = msgspec.json.decode(raw, type=_RawDimensions).dimensions
     except msgspec.DecodeError:
         return None
-    dims = item.get("dimensions") if isinstance(item, dict) else None
-    if not isinstance(dims, dict):
-        return None
-    for key, value in dims.items():
+    for key, value_raw in dims.items():
+        try:
+            value = msgspec.json.decode(value_raw)
+        except msgspec.DecodeError:  # a number no float holds (1e400)
+            return key
         ok = (
             (isinstance(value, str) and len(value) <= MAX_DIMENSION_VALUE)
             or isinstance(value, bool)
@@ -154,7 +161,7 @@ def _dimension_key(raw: msgspec.Raw) -> str | None:
             or (isinstance(value, float) and abs(value) <= MAX_NUMBER)
         )
         if not ok:
-            return str(key)
+            return key
     return None
 
 
