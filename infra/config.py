@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
 from meterplane import __version__
+from meterplane.core.errors import field_path
 
 NAMESPACE = "meterplane"
 
@@ -178,7 +179,7 @@ def parse(raw: Mapping[str, Any]) -> StackConfig:
     except ValidationError as exc:
         problems: list[tuple[str, str]] = []
         for err in exc.errors():
-            loc = ".".join(str(part) for part in err["loc"])
+            loc = field_path(err["loc"])
             reason = err["msg"].removeprefix("Value error, ")
             # Cross-field checks name their key in the message ("zones: ...").
             match = _MODEL_LEVEL_KEY.match(reason)

@@ -38,7 +38,7 @@ def _broken(edit: Any) -> dict[str, Any]:
         (lambda d: d.update(extra=1), "extra: Extra inputs are not permitted"),
         (
             lambda d: d["features"][0].update(colour="red"),
-            "features.0.colour: Extra inputs are not permitted",
+            "features[0].colour: Extra inputs are not permitted",
         ),
         (
             lambda d: d["plans"][1]["entitlements"].update(nope={}),
@@ -58,7 +58,7 @@ def _broken(edit: Any) -> dict[str, Any]:
         ),
         (
             lambda d: d["features"][1]["meter"]["filters"][0].update(operator="LIKE"),
-            "features.1.meter.filters.0.operator",
+            "features[1].meter.filters[0].operator",
         ),
         (
             lambda d: d["features"][2]["meter"]["aggregation"].pop("field"),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from meterplane.core.errors import InvalidBatch, MalformedBody, TooLarge
+from meterplane.core.errors import InvalidBatch, MalformedBody, TooLarge, field_path
 from meterplane.core.model import TimeWindow, decode_events, decode_usages
 
 NOW = 1_795_000_000_000_000  # 2026-11-18T...Z
@@ -126,6 +126,20 @@ def test_a_number_out_of_range_is_rejected_naming_its_dimension(number: bytes) -
         b'{"events": [{"customerId":"a","eventName":"e","idempotencyKey":"k",'
         b'"dimensions":{"ok":1,"x":' + number + b',"fine":"y"}}]}'
     ) == [(0, "dimensions.x")]
+
+
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [
+        (("features", 0, "colour"), "features[0].colour"),
+        (("query", "featureId"), "query.featureId"),
+        (("plans", 1, "entitlements", "x", "usageLimit"), "plans[1].entitlements.x.usageLimit"),
+        ((2, "x"), "[2].x"),
+        ((), ""),
+    ],
+)
+def test_field_paths_read_as_the_messages_write_them(loc: tuple[str | int, ...], path: str) -> None:
+    assert field_path(loc) == path
 
 
 def test_the_message_names_batch_level_fields_without_an_index() -> None:

@@ -73,6 +73,16 @@ def test_valid_config_is_frozen_with_defaults() -> None:
             "meterplane:controlPlane.egressCidrs",
             "at least 1",
         ),
+        (
+            {
+                "controlPlane": {
+                    **VALID["controlPlane"],
+                    "egressCidrs": ["198.51.100.0/24", "not-a-cidr"],
+                }
+            },
+            "meterplane:controlPlane.egressCidrs[1]",
+            "",
+        ),
         ({"cloud": "gcp"}, "meterplane:gcp", "required when cloud is gcp"),
         ({"gcp": {"project": "some-project"}}, "meterplane:gcp", "not allowed when cloud is aws"),
         (

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from meterplane.core.errors import ConfigError
+from meterplane.core.errors import ConfigError, field_path
 from meterplane.core.timeutil import to_us
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "data" / "catalog.yaml"
@@ -341,9 +341,7 @@ def parse_catalog(data: Mapping[str, Any], source: str = "catalog") -> Catalog:
     try:
         doc = CatalogDoc.model_validate(data)
     except ValidationError as err:
-        lines = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()
-        ]
+        lines = [f"{field_path(e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()]
         raise ConfigError(f"{source}: " + "; ".join(lines)) from None
     problems = _check_references(doc)
     if problems:

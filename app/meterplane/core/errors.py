@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """A validation error's location as the messages write it: ``plans[1].entitlements.x``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
 
 
 class MeterplaneError(Exception):

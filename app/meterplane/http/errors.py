@@ -19,6 +19,7 @@ from meterplane.core.errors import (
     MalformedBody,
     TooLarge,
     Unauthorized,
+    field_path,
 )
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,7 @@ async def _unavailable(_: Request, exc: Exception) -> Response:
 async def _validation(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     details = [
-        {"index": None, "field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-        for e in exc.errors()
+        {"index": None, "field": field_path(e["loc"]), "message": e["msg"]} for e in exc.errors()
     ]
     return error_response(422, "invalid_request", "request parameters are invalid", details)
 
