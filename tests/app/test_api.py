@@ -173,9 +173,12 @@ def test_check_validation_and_unknowns_are_decisions(api: Api) -> None:
     assert api.check("acme", "nothing")["accessDeniedReason"] == "FeatureNotFound"
     url = "/api/v1/customers/acme/entitlements/check"
     assert api.request("GET", url).status_code == 422  # featureId missing
-    r = api.request("GET", url, params={"featureId": "api-calls", "requestedUsage": "-1"})
-    assert r.status_code == 422
-    assert r.json()["error"]["details"][0]["field"] == "requestedUsage"
+    for bad in ("-1", "nan", "inf", "-inf", "abc", "1e400"):
+        r = api.request("GET", url, params={"featureId": "api-calls", "requestedUsage": bad})
+        assert r.status_code == 422, bad
+        error = r.json()["error"]
+        assert error["code"] == "invalid_request", bad
+        assert [d["field"] for d in error["details"]] == ["query.requestedUsage"], bad
     listed = api.request("GET", "/api/v1/customers/acme/entitlements").json()["entitlements"]
     assert {d["featureId"] for d in listed} >= {"api-calls", "sso", "seats"}
 

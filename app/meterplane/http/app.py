@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from meterplane import __version__
 from meterplane.core import metrics
-from meterplane.core.errors import InvalidBatch, ItemError, TooLarge, Unauthorized
+from meterplane.core.errors import TooLarge, Unauthorized
 from meterplane.core.model import EventBatch as _EventBatch
 from meterplane.core.model import TimeWindow, UsageBatch, decode_events, decode_usages
 from meterplane.core.timeutil import US_PER_S, now_us
@@ -393,13 +393,11 @@ def create_app(
     async def check(
         customerId: str,  # noqa: N803 - the public API's path parameter
         featureId: Annotated[str, Query(min_length=1, max_length=255)],  # noqa: N803
-        requestedUsage: float = 1,  # noqa: N803
+        requestedUsage: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 1,  # noqa: N803
         resourceId: Annotated[str | None, Query(max_length=255)] = None,  # noqa: N803
         x_api_key: ApiKey = None,
     ) -> Response:
         auth(x_api_key)
-        if not math.isfinite(requestedUsage) or requestedUsage < 0:
-            raise InvalidBatch([ItemError(None, "requestedUsage", "must be a finite number >= 0")])
         requested = int(requestedUsage) if float(requestedUsage).is_integer() else requestedUsage
         decision = decider.check(customerId, featureId, requested, resourceId)
         _DECISIONS.record(decision.isGranted)
