@@ -17,7 +17,7 @@ from meterplane.commands._common import (
     setup_logging,
 )
 from meterplane.core.catalog import DEFAULT_CATALOG
-from meterplane.core.settings import Settings
+from meterplane.core.settings import Settings, environment_help
 from meterplane.http.app import create_app
 from meterplane.http.server import run_http
 from meterplane.plane import CatalogWatcher, EmbeddedPlane
@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_dir(parser)
     add_http(parser)
     parser.add_argument("--catalog", type=Path, help="catalog file (METERPLANE_CATALOG)")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = environment_help()
 
 
 # How long a thread may hold the interpreter lock while another waits for it. CPython's

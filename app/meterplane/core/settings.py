@@ -76,6 +76,26 @@ class Settings(BaseModel):
             raise ConfigError("METERPLANE_API_KEYS: required (comma-separated, 16+ chars each)")
 
 
+def environment_help() -> str:
+    """Every setting's variable and default, for a command's ``--help`` (from the model, so
+    it cannot drift from what is read)."""
+    lines = ["environment (flags override):"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if name == "api_keys":
+            shown = "required: comma-separated, 16+ characters each"
+        elif name == "catalog":
+            shown = "unset: the bundled sample catalog"
+        elif default is None:
+            shown = "unset"
+        elif isinstance(default, float) and default.is_integer():
+            shown = f"default {int(default)}"
+        else:
+            shown = f"default {default}"
+        lines.append(f"  {PREFIX + name.upper():<40} {shown}")
+    return "\n".join(lines)
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Settings from the environment, with non-None ``overrides`` (from flags) on top."""
     env = os.environ if env is None else env
