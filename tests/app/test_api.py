@@ -83,6 +83,19 @@ def test_event_ten_minutes_ahead_is_422(api: Api) -> None:
     assert r.json()["error"]["details"][0]["field"] == "timestamp"
 
 
+@pytest.mark.parametrize(
+    "query", ["?featureId=api-calls&requestedUsage=-1", "", "?featureId=" + "x" * 300]
+)
+@pytest.mark.parametrize("headers", [{"X-API-KEY": "nope"}, {"X-API-KEY": ""}])
+def test_a_caller_without_a_valid_key_gets_401_before_any_validation(
+    api: Api, query: str, headers: dict[str, str]
+) -> None:
+    for path in ("/entitlements/check", "/entitlements"):
+        r = api.request("GET", "/api/v1/customers/acme" + path + query, headers=headers)
+        assert r.status_code == 401, (path, query, r.text)
+        assert r.json()["error"]["code"] == "unauthorized"
+
+
 def test_auth_and_malformed_json(api: Api) -> None:
     url = "/api/v1/events"
     assert (

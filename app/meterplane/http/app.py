@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import msgspec
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -360,6 +360,10 @@ def create_app(
     is_ready = ready or buffer.ready
     ingest = Ingest(buffer, auth, window, max_body_bytes)
 
+    def authorized(x_api_key: ApiKey = None) -> None:
+        """The key, checked before the query is: a caller without one learns nothing else."""
+        auth(x_api_key)
+
     async def _ingest(request: Request, key: str | None, kind: int) -> Response:
         declared = request.headers.get("content-length")
         body = await ingest(kind, key, declared, request.stream())
@@ -389,15 +393,14 @@ def create_app(
         "/api/v1/customers/{customerId}/entitlements/check",
         responses=_responses(200, "Decision", 401, 422),
         summary="One entitlement decision (unknown customer/feature is a denial reason)",
+        dependencies=[Depends(authorized)],
     )
     async def check(
         customerId: str,  # noqa: N803 - the public API's path parameter
         featureId: Annotated[str, Query(min_length=1, max_length=255)],  # noqa: N803
         requestedUsage: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 1,  # noqa: N803
         resourceId: Annotated[str | None, Query(max_length=255)] = None,  # noqa: N803
-        x_api_key: ApiKey = None,
     ) -> Response:
-        auth(x_api_key)
         requested = int(requestedUsage) if float(requestedUsage).is_integer() else requestedUsage
         decision = decider.check(customerId, featureId, requested, resourceId)
         _DECISIONS.record(decision.isGranted)
@@ -407,12 +410,9 @@ def create_app(
         "/api/v1/customers/{customerId}/entitlements",
         responses=_responses(200, "EntitlementList", 401),
         summary="Every feature's decision for a customer",
+        dependencies=[Depends(authorized)],
     )
-    async def list_entitlements(
-        customerId: str,  # noqa: N803
-        x_api_key: ApiKey = None,
-    ) -> Response:
-        auth(x_api_key)
+    async def list_entitlements(customerId: str) -> Response:  # noqa: N803
         return _json(EntitlementList(decider.list(customerId)))
 
     @app.get("/livez", responses=_responses(200, "Health"))
