@@ -67,3 +67,7 @@ class BufferUnavailable(MeterplaneError):
 
 class ConfigError(MeterplaneError):
     """A setting or a catalog file is invalid; the message names the setting or path."""
+
+
+class DataDirInUse(ConfigError):
+    """Another meterplane process holds the data directory (its log's lock)."""

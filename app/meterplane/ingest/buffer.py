@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from meterplane.core.errors import BufferUnavailable
+from meterplane.core.errors import BufferUnavailable, DataDirInUse
 from meterplane.core.threads import NamedThread
 
 MAGIC = b"MPL1"
@@ -100,8 +100,10 @@ class LocalLog:
         try:
             fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BufferUnavailable(
-                f"{directory} is in use by another meterplane process"
+            self._lockfile.close()
+            raise DataDirInUse(
+                f"{directory.parent} is in use by another meterplane process"
+                " (one process per data directory: stop the other first)"
             ) from None
         self.max_backlog_bytes = max_backlog_bytes
         self.segment_bytes = segment_bytes
