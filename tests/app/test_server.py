@@ -120,6 +120,11 @@ def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+def _port(served: tuple[Any, ...]) -> int:
+    """The port of a ``server`` or ``served`` fixture (its first item is the base URL)."""
+    return int(str(served[0]).rsplit(":", 1)[1])
+
+
 def _get(path: str, key: str = API_KEY, extra: str = "") -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}X-API-KEY: {key}\r\n\r\n".encode()
 
@@ -178,8 +183,7 @@ def test_errors_go_through_the_app_on_the_same_connection(
 
 
 def test_pipelined_requests_are_answered_in_order(server: tuple[str, EmbeddedPlane]) -> None:
-    base, _ = server
-    port = int(base.rsplit(":", 1)[1])
+    port = _port(server)
 
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(
@@ -198,7 +202,7 @@ def test_http_1_0_and_percent_encoded_ids_fall_back_or_decode(
     server: tuple[str, EmbeddedPlane], app_calls: list[str]
 ) -> None:
     base, _ = server
-    port = int(base.rsplit(":", 1)[1])
+    port = _port(server)
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(
             f"GET {CHECK.format('acme', 'sso')} HTTP/1.0\r\nX-API-KEY: {API_KEY}\r\n\r\n".encode()
@@ -242,7 +246,7 @@ def test_a_repeated_check_is_read_once_and_decided_afresh(
     served: tuple[str, EmbeddedPlane, FastAPI], parsed: list[str], app_calls: list[str]
 ) -> None:
     base, plane, _ = served
-    port = int(base.rsplit(":", 1)[1])
+    port = _port(served)
     request = _get(CHECK.format("acme", "api-calls"))
     with socket.create_connection(("127.0.0.1", port)) as sock:
         status, before = _ask(sock, request)
@@ -261,8 +265,8 @@ def test_a_repeated_check_is_read_once_and_decided_afresh(
 def test_rotated_keys_forget_what_requests_were_found_to_ask(
     served: tuple[str, EmbeddedPlane, FastAPI], app_calls: list[str]
 ) -> None:
-    base, _, app = served
-    port = int(base.rsplit(":", 1)[1])
+    _, _, app = served
+    port = _port(served)
     request = _get(CHECK.format("acme", "sso"))
     with socket.create_connection(("127.0.0.1", port)) as sock:
         assert _ask(sock, request)[0] == 200
@@ -289,8 +293,7 @@ def test_rotated_keys_forget_what_requests_were_found_to_ask(
 def test_checks_in_other_shapes_get_the_same_answer(
     server: tuple[str, EmbeddedPlane], request_bytes: bytes, app_calls: list[str]
 ) -> None:
-    base, _ = server
-    port = int(base.rsplit(":", 1)[1])
+    port = _port(server)
     with socket.create_connection(("127.0.0.1", port)) as sock:
         status, body = _ask(sock, request_bytes)
     assert status == 200
@@ -301,8 +304,7 @@ def test_checks_in_other_shapes_get_the_same_answer(
 
 
 def test_a_check_split_across_reads_is_answered_once(server: tuple[str, EmbeddedPlane]) -> None:
-    base, _ = server
-    port = int(base.rsplit(":", 1)[1])
+    port = _port(server)
     request = _get(CHECK.format("acme", "sso"))
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -320,8 +322,7 @@ def test_a_check_split_across_reads_is_answered_once(server: tuple[str, Embedded
 def test_bytes_that_continue_a_request_are_never_read_as_a_new_one(
     server: tuple[str, EmbeddedPlane],
 ) -> None:
-    base, _ = server
-    port = int(base.rsplit(":", 1)[1])
+    port = _port(server)
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(b"GET /livez HTTP/1.1\r\nX-Note: ")
@@ -367,7 +368,7 @@ def test_decisions_are_counted_in_the_metrics_whichever_path_answers(
     server: tuple[str, EmbeddedPlane],
 ) -> None:
     base, _ = server
-    port = int(base.rsplit(":", 1)[1])
+    port = _port(server)
     with httpx.Client(base_url=base, headers={"X-API-KEY": API_KEY}) as client:
         before = _decisions(client)
         with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -409,8 +410,8 @@ def _post(body: bytes, *, chunked: bool = False) -> bytes:
 def test_a_large_body_arriving_in_pieces_is_read_whole(
     server: tuple[str, EmbeddedPlane], body_reads: list[list[int]]
 ) -> None:
-    base, plane = server
-    port = int(base.rsplit(":", 1)[1])
+    _, plane = server
+    port = _port(server)
     body = _batch(1000)
     assert len(body) > 150_000
     request = _post(body)
@@ -481,8 +482,7 @@ def test_a_202_is_written_whole_by_the_server_and_the_connection_goes_on(
     server: tuple[str, EmbeddedPlane], uvicorn_sends: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _no_access_log(monkeypatch)
-    base, _ = server
-    port = int(base.rsplit(":", 1)[1])
+    port = _port(server)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(_post(_batch(10)))
         [(status, headers, answer)] = _read_responses(sock, 1)
@@ -506,8 +506,7 @@ def test_a_202_to_a_client_closing_says_so_and_closes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _no_access_log(monkeypatch)
-    base, _ = server
-    port = int(base.rsplit(":", 1)[1])
+    port = _port(server)
     version, header = version_and_header
     body = _batch(3)
     request = (
@@ -527,8 +526,7 @@ def test_a_202_to_a_client_closing_says_so_and_closes(
 def test_errors_to_a_post_still_go_through_uvicorns_send(
     server: tuple[str, EmbeddedPlane], uvicorn_sends: list[str]
 ) -> None:
-    base, _ = server
-    port = int(base.rsplit(":", 1)[1])
+    port = _port(server)
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(_post(b'{"events": [{"customerId": 7}]}'))
         [(status, _, _)] = _read_responses(sock, 1)
