@@ -108,6 +108,12 @@ def _run(*argv: str) -> int:
     return main(["policy-check", *argv])
 
 
+def _check(stacks_dir: Path, plans: list[Path], out: Path, *options: str) -> int:
+    """``policy-check`` of rendered plans against ``stacks_dir``, its report written to ``out``."""
+    argv = [arg for plan in plans for arg in ("--plan", str(plan))]
+    return _run(*argv, "--stacks-dir", str(stacks_dir), *options, "--output", str(out))
+
+
 def _report(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
@@ -124,16 +130,7 @@ def test_intact_prod_stack_does_not_violate_the_broken_policies(
     plans: dict[str, Path], stacks_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "intact.json"
-    _run(
-        "--plan",
-        str(plans["prod"]),
-        "--stacks-dir",
-        str(stacks_dir),
-        "--format",
-        "json",
-        "--output",
-        str(out),
-    )
+    _check(stacks_dir, [plans["prod"]], out, "--format", "json")
     policies = {finding["policy"] for finding in _report(out)["stacks"][0]["findings"]}
     assert not policies & set(BROKEN_POLICIES)
 
@@ -142,16 +139,7 @@ def test_broken_prod_stack_fails_naming_each_policy_and_resource(
     plans: dict[str, Path], stacks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "prod.json"
-    code = _run(
-        "--plan",
-        str(plans["prod-broken"]),
-        "--stacks-dir",
-        str(stacks_dir),
-        "--format",
-        "json",
-        "--output",
-        str(out),
-    )
+    code = _check(stacks_dir, [plans["prod-broken"]], out, "--format", "json")
     assert code == 1
     mandatory = _policies_by_level(_report(out))["mandatory"]
     assert set(BROKEN_POLICIES.items()) <= mandatory
@@ -171,16 +159,7 @@ def test_same_break_on_dev_is_advisory_and_exits_zero(
     plans: dict[str, Path], stacks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "dev.json"
-    code = _run(
-        "--plan",
-        str(plans["dev-broken"]),
-        "--stacks-dir",
-        str(stacks_dir),
-        "--format",
-        "json",
-        "--output",
-        str(out),
-    )
+    code = _check(stacks_dir, [plans["dev-broken"]], out, "--format", "json")
     assert code == 0
     levels = _policies_by_level(_report(out))
     assert "mandatory" not in levels
@@ -194,31 +173,12 @@ def test_pack_config_makes_dev_mandatory_and_prod_advisory(
     strict = tmp_path / "strict.json"
     strict.write_text(json.dumps({"image-pinned": {"enforcementLevel": "mandatory"}}))
     assert (
-        _run(
-            "--plan",
-            str(plans["dev-broken"]),
-            "--stacks-dir",
-            str(stacks_dir),
-            "--config",
-            str(strict),
-            "--output",
-            str(tmp_path / "r.txt"),
-        )
-        == 1
+        _check(stacks_dir, [plans["dev-broken"]], tmp_path / "r.txt", "--config", str(strict)) == 1
     )
     lenient = tmp_path / "lenient.yaml"
     lenient.write_text("all: advisory\n")
     assert (
-        _run(
-            "--plan",
-            str(plans["prod-broken"]),
-            "--stacks-dir",
-            str(stacks_dir),
-            "--config",
-            str(lenient),
-            "--output",
-            str(tmp_path / "r.txt"),
-        )
+        _check(stacks_dir, [plans["prod-broken"]], tmp_path / "r.txt", "--config", str(lenient))
         == 0
     )
 
@@ -236,18 +196,7 @@ def test_sarif_report_validates_against_the_2_1_0_schema(
     plans: dict[str, Path], stacks_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "report.sarif"
-    _run(
-        "--plan",
-        str(plans["prod-broken"]),
-        "--plan",
-        str(plans["dev-broken"]),
-        "--stacks-dir",
-        str(stacks_dir),
-        "--format",
-        "sarif",
-        "--output",
-        str(out),
-    )
+    _check(stacks_dir, [plans["prod-broken"], plans["dev-broken"]], out, "--format", "sarif")
     log = _report(out)
     schema = json.loads((SCHEMAS / "sarif-2.1.0-rtm.5.json").read_text())
     jsonschema.Draft4Validator.check_schema(schema)
@@ -270,16 +219,7 @@ def test_sarif_schema_rejects_a_broken_log(
 ) -> None:
     # The validation above can fail: the same schema refuses a result without a message.
     out = tmp_path / "report.sarif"
-    _run(
-        "--plan",
-        str(plans["prod-broken"]),
-        "--stacks-dir",
-        str(stacks_dir),
-        "--format",
-        "sarif",
-        "--output",
-        str(out),
-    )
+    _check(stacks_dir, [plans["prod-broken"]], out, "--format", "sarif")
     log = _report(out)
     del log["runs"][0]["results"][0]["message"]
     schema = json.loads((SCHEMAS / "sarif-2.1.0-rtm.5.json").read_text())
@@ -291,18 +231,7 @@ def test_junit_report_validates_against_the_xsd(
     plans: dict[str, Path], stacks_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "report.xml"
-    _run(
-        "--plan",
-        str(plans["prod-broken"]),
-        "--plan",
-        str(plans["dev-broken"]),
-        "--stacks-dir",
-        str(stacks_dir),
-        "--format",
-        "junit",
-        "--output",
-        str(out),
-    )
+    _check(stacks_dir, [plans["prod-broken"], plans["dev-broken"]], out, "--format", "junit")
     xmlschema.XMLSchema(SCHEMAS / "junit-10.xsd").validate(str(out))
     root = ET.parse(out).getroot()
     suites = {suite.get("name"): suite for suite in root.iter("testsuite")}
