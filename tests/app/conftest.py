@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
 from meterplane.core.settings import load_settings
 from meterplane.http.app import asgi, create_app
+from meterplane.http.server import http_config
+from meterplane.localplane import free_port
 from meterplane.plane import EmbeddedPlane
 from tests import aio
 
@@ -63,6 +69,27 @@ class Api:
             assert self.plane.aggregator.error is None
             assert time.monotonic() < deadline, "aggregator did not catch up"
             time.sleep(0.01)
+
+
+@contextmanager
+def serving(app: FastAPI, keep_alive_s: float | None = None) -> Iterator[int]:
+    """uvicorn serving ``app`` as ``serve`` does, in a thread; yields the port."""
+    port = free_port()
+    config = http_config(app, "127.0.0.1", port, "warning")
+    if keep_alive_s is not None:
+        config.timeout_keep_alive = keep_alive_s  # type: ignore[assignment]
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield port
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
 
 
 def make_plane(data_dir: Path, **overrides: Any) -> EmbeddedPlane:

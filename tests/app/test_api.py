@@ -37,7 +37,7 @@ def _events(n: int, prefix: str = "k", customer: str = "acme", **extra: Any) -> 
 
 
 def _stored(plane: EmbeddedPlane) -> int:
-    plane.aggregator.checkpoint()
+    plane.aggregator.drain()  # beside the running thread: it waits
     t = plane.engine.query_arrow("SELECT count() AS n FROM events FINAL")
     return int(t.column("n")[0].as_py())
 

@@ -85,7 +85,7 @@ def test_each_first_copy_is_stored_once_with_its_frame(tmp_path: Path) -> None:
         _post(api, "/api/v1/events", "events", second)
         _post(api, "/api/v1/usage", "usages", usage)
         api.settle()
-        plane.aggregator.checkpoint()
+        plane.aggregator.drain()  # beside the running thread: it waits
         table = plane.engine.query_arrow(
             "SELECT customer_id, idempotency_key, kind, name, "
             "toUnixTimestamp64Micro(timestamp) AS ts, toUnixTimestamp64Micro(ingested_at) AS "

@@ -6,58 +6,27 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from meterplane.http.app import FastCheck, create_app
-from meterplane.http.server import http_config
 from meterplane.plane import EmbeddedPlane
-from tests.app.conftest import API_KEY, Api
+from tests.app.conftest import API_KEY, Api, serving
 
 CHECK = "/api/v1/customers/{}/entitlements/check?featureId={}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _serving(app: FastAPI, keep_alive_s: float | None = None) -> Iterator[int]:
-    """uvicorn serving ``app`` as ``serve`` does, in a thread; yields the port."""
-    port = _free_port()
-    config = http_config(app, "127.0.0.1", port, "warning")
-    if keep_alive_s is not None:
-        config.timeout_keep_alive = keep_alive_s  # type: ignore[assignment]
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture
 def served(plane: EmbeddedPlane) -> Iterator[tuple[str, EmbeddedPlane, FastAPI]]:
     app = create_app(plane.buffer, plane.decider, (API_KEY,))
-    with _serving(app) as port:
+    with serving(app) as port:
         yield f"http://127.0.0.1:{port}", plane, app
 
 
@@ -337,7 +306,7 @@ def test_bytes_that_continue_a_request_are_never_read_as_a_new_one(
 def test_keep_alive_lasts_while_checks_flow_and_ends_when_they_stop(plane: EmbeddedPlane) -> None:
     app = create_app(plane.buffer, plane.decider, (API_KEY,))
     with (
-        _serving(app, keep_alive_s=0.6) as port,
+        serving(app, keep_alive_s=0.6) as port,
         socket.create_connection(("127.0.0.1", port)) as sock,
     ):
         check = _get(CHECK.format("acme", "sso"))
@@ -437,7 +406,7 @@ def test_a_chunked_body_over_the_limit_is_refused_and_nothing_stored(
     body = _batch(1000)
     before = plane.log.written_end
     with (
-        _serving(app) as port,
+        serving(app) as port,
         socket.create_connection(("127.0.0.1", port)) as sock,
     ):
         sock.sendall(_post(body, chunked=True))
@@ -540,7 +509,7 @@ def test_after_a_202_an_idle_connection_is_closed_at_the_keep_alive_timeout(
     _no_access_log(monkeypatch)
     app = create_app(plane.buffer, plane.decider, (API_KEY,))
     with (
-        _serving(app, keep_alive_s=0.6) as port,
+        serving(app, keep_alive_s=0.6) as port,
         socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
     ):
         sock.sendall(_post(_batch(5)))
