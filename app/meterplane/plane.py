@@ -166,6 +166,7 @@ class EmbeddedPlane:
             data / "state",
             dedup_window_s=settings.dedup_window_s,
             checkpoint_interval_s=settings.checkpoint_interval_s,
+            lateness_days=settings.lateness_days,
         )
         self.catalog.subscribe(self.aggregator.book.set_catalog)
         self.buffer = LogBuffer(self.log, self.aggregator)

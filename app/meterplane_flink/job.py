@@ -50,7 +50,15 @@ from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig
 from pyflink.table import StreamTableEnvironment
 
 from meterplane.core.catalog import DEFAULT_CATALOG, parse_catalog
-from meterplane.core.counters import KINDS, Counter, CounterBook, CounterKey, Outcome
+from meterplane.core.counters import (
+    KINDS,
+    Counter,
+    CounterBook,
+    CounterKey,
+    Outcome,
+    UsageCounter,
+    settle_before,
+)
 from meterplane.core.model import Event, Usage
 from meterplane.core.timeutil import to_us
 from meterplane.kafka.records import (
@@ -131,10 +139,13 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
     YAML text and is parsed again in ``open`` on the task manager.
     """
 
-    def __init__(self, catalog_text: str, dedup_window_s: float, mini_batch_ms: int) -> None:
+    def __init__(
+        self, catalog_text: str, dedup_window_s: float, mini_batch_ms: int, lateness_days: float
+    ) -> None:
         self.catalog_text = catalog_text
         self.dedup_window_s = dedup_window_s
         self.mini_batch_ms = mini_batch_ms
+        self.lateness_us = int(lateness_days * 86_400_000_000)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         ttl = (
@@ -212,9 +223,14 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
         if out.unmetered:
             self.unmetered.inc(out.unmetered)
         changed = []
+        # a customer's records come in the order of its partition, so none still to come
+        # was received much before this one (``settle_before``)
+        settled = settle_before(received, self.lateness_us)
         for ck in book.dirty:
             version = versions.get(ck, 0) + 1
             counter = book.counters[ck]
+            if counter.__class__ is UsageCounter:
+                counter.settle(settled)
             state = [book.period_end[ck], counter.kind, counter.state(), version]
             skey = _state_key(ck[1], ck[2], ck[3])
             self.counters.put(skey, _encode_state(state).decode())
@@ -284,6 +300,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         default=float(os.environ.get("METERPLANE_DEDUP_WINDOW_S", "86400")),
         help="how long an identity is remembered (default: METERPLANE_DEDUP_WINDOW_S or 24 h)",
     )
+    p.add_argument(
+        "--lateness-days",
+        type=float,
+        default=float(os.environ.get("METERPLANE_LATENESS_DAYS", "35")),
+        help="ingest's lateness window: usage DELTAs older than it, and a day, are kept as "
+        "their sum (default: METERPLANE_LATENESS_DAYS or 35)",
+    )
     p.add_argument("--parallelism", type=int, default=1)
     p.add_argument("--connector-jar", type=Path, help="Flink Kafka connector jar (local mode)")
     p.add_argument(
@@ -343,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     counters = (
         stream.key_by(_record_customer, key_type=Types.STRING())
         .process(
-            CountOperator(catalog_text, args.dedup_window_s, args.mini_batch_ms),
+            CountOperator(
+                catalog_text, args.dedup_window_s, args.mini_batch_ms, args.lateness_days
+            ),
             output_type=Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()]),
         )
         .name("dedup-and-count")

@@ -32,7 +32,7 @@ from meterplane.aggregate.dedup import new_window
 from meterplane.aggregate.native import NativeCounting, Scan, core
 from meterplane.core import metrics
 from meterplane.core.catalog import Catalog
-from meterplane.core.counters import CounterBook, Outcome
+from meterplane.core.counters import CounterBook, Outcome, settle_before
 from meterplane.core.files import write_atomic
 from meterplane.core.model import EventBatch, UsageBatch
 from meterplane.core.storage import (
@@ -207,12 +207,15 @@ class Aggregator:
         dedup_window_s: float = 86_400,
         checkpoint_interval_s: float = 1.0,
         checkpoint_rows: int = 200_000,
+        lateness_days: float = 35.0,
     ) -> None:
         self.log = log_
         self.engine = engine
         self.book = CounterBook(catalog)
         self.state_dir = state_dir
         self.window_us = int(dedup_window_s * US_PER_S)
+        self.lateness_us = int(lateness_days * 86_400 * US_PER_S)
+        self._latest_received = 0  # the latest time of receipt among the frames applied
         self.checkpoint_interval_s = checkpoint_interval_s
         self.checkpoint_rows = checkpoint_rows
         self.pos = 0
@@ -335,6 +338,7 @@ class Aggregator:
         for frame in self._frames(max_frames):
             self._apply(frame)
             self.pos = frame.end
+            self._latest_received = max(self._latest_received, frame.received_us)
             n += 1
             if max_frames is not None and n >= max_frames:
                 break
@@ -457,6 +461,8 @@ class Aggregator:
             if self.book.dirty:
                 dirty, self.book.dirty = self.book.dirty, set()
                 self.engine.insert("counters", counter_rows(self.book, dirty, self.pos))
+            if self._latest_received:
+                self.book.settle(settle_before(self._latest_received, self.lateness_us))
             write_checkpoint(self.state_dir, Checkpoint(self.pos, self.book.snapshot()))
             self._checkpointed = self.pos
             self.log.release(self.pos)

@@ -275,29 +275,46 @@ class UniqueCounter(Counter):
 
 
 class UsageCounter(Counter):
-    """Usage reports: the latest SET, plus the DELTAs ordered after it."""
+    """Usage reports: the latest SET, plus the DELTAs ordered after it.
+
+    A SET may arrive late, anywhere in the lateness window, and then only the DELTAs ordered
+    after it count; so DELTAs are kept one by one, in order. Once no report still to come
+    can be timestamped before an instant (``settle``), a SET can no longer land among the
+    DELTAs before it: they are kept as one exact sum. Without that, a feature that takes
+    only DELTAs (seats added and removed, over all time) kept every report it was ever sent
+    and wrote them all into every checkpoint."""
 
     kind = "USAGE"
-    __slots__ = ("deltas", "set_", "sum")
+    __slots__ = ("deltas", "set_", "settled", "settled_before", "sum")
 
     def __init__(
-        self, set_: list[Any] | None = None, deltas: list[list[Any]] | None = None
+        self,
+        set_: list[Any] | None = None,
+        deltas: list[list[Any]] | None = None,
+        settled: list[Any] | None = None,
     ) -> None:
         self.set_: tuple[int, str, Number] | None = (set_[0], set_[1], set_[2]) if set_ else None
         self.deltas: list[tuple[int, str, Number]] = [(d[0], d[1], d[2]) for d in deltas or ()]
         self.sum = ExactSum()
         for d in self.deltas:
             self.sum.add(d[2])
+        # the DELTAs timestamped before ``settled_before`` (µs), as their sum
+        self.settled_before = 0 if settled is None else settled[0]
+        self.settled = ExactSum() if settled is None else ExactSum(settled[1], list(settled[2]))
 
     def add(self, value: Any, ts: int, key: str) -> None:
         is_set, v = value
         if self.set_ is not None and (ts, key) <= self.set_[:2]:
             return  # superseded by a later SET
         if not is_set:
+            if ts < self.settled_before:
+                self.settled.add(v)  # (not expected: no report comes from before it)
+                return
             bisect.insort(self.deltas, (ts, key, v))
             self.sum.add(v)
             return
         self.set_ = (ts, key, v)
+        self.settled = ExactSum()  # every settled DELTA is older than any SET still to come
         cut = bisect.bisect_right(self.deltas, (ts, key, math.inf))
         if cut:
             del self.deltas[:cut]
@@ -305,16 +322,49 @@ class UsageCounter(Counter):
             for d in self.deltas:
                 self.sum.add(d[2])
 
+    def settle(self, before: int) -> None:
+        """Keep the DELTAs timestamped before ``before`` as their sum only. The caller
+        promises that no report still to come is timestamped before ``before``
+        (``settle_before``)."""
+        if before <= self.settled_before:
+            return
+        self.settled_before = before
+        cut = bisect.bisect_left(self.deltas, (before,))
+        if not cut:
+            return
+        for d in self.deltas[:cut]:
+            self.settled.add(d[2])
+        del self.deltas[:cut]
+        self.sum = ExactSum()
+        for d in self.deltas:
+            self.sum.add(d[2])
+
     def value(self) -> Number:
         base = self.set_[2] if self.set_ is not None else 0
         total = ExactSum()
         total.add(base)
-        for part in (self.sum.ints, *self.sum.partials):
+        for part in (self.sum.ints, *self.sum.partials, self.settled.ints, *self.settled.partials):
             total.add(part)
         return total.value()
 
     def state(self) -> list[Any]:
-        return [list(self.set_) if self.set_ else None, [list(d) for d in self.deltas]]
+        state = [list(self.set_) if self.set_ else None, [list(d) for d in self.deltas]]
+        if self.settled_before:
+            state.append([self.settled_before, *self.settled.state()])
+        return state
+
+
+# How much earlier than the lateness window allows a report may still be timestamped, when
+# it was received on a clock behind the one that received the latest report applied (two
+# ingest replicas, or one clock stepped back): settling leaves a day for that.
+SETTLE_MARGIN_US = 86_400 * 1_000_000
+
+
+def settle_before(received_us: int, lateness_us: int) -> int:
+    """The instant before which no report still to come can be timestamped, once a report
+    received at ``received_us`` was applied: reports are refused when older than the
+    lateness window at their receipt, and the ones still to come are received later."""
+    return received_us - lateness_us - SETTLE_MARGIN_US
 
 
 # (period start, period end or None, counter, its key, end as a number for comparisons)
@@ -508,6 +558,13 @@ class CounterBook:
         """Every counter as (key, period end, value)."""
         for ck, c in self.counters.items():
             yield ck, self.period_end[ck], c.value()
+
+    def settle(self, before: int) -> None:
+        """Fold the usage DELTAs timestamped before ``before`` into their counters' sums
+        (``UsageCounter.settle``): values do not change, state stops growing with them."""
+        for counter in self.counters.values():
+            if counter.__class__ is UsageCounter and counter.deltas:
+                counter.settle(before)
 
     # ---------------------------------------------------------------- checkpoints
 
