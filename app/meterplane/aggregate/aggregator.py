@@ -54,6 +54,7 @@ _MAX_BINARY_BYTES = 2**31 - 1  # an Arrow binary array's 32-bit offsets
 _STRING_COLUMNS = ("customer_id", "idempotency_key", "name", "resource_id")
 # Bodies of frames ingest has just written, kept for the aggregator to take from memory.
 OFFERED_BYTES = 32 * 1024 * 1024
+RETIRE_INTERVAL_S = 60.0  # how often checkpoints retire final periods (CounterBook.retire)
 
 
 class Checkpoint(msgspec.Struct):
@@ -62,6 +63,7 @@ class Checkpoint(msgspec.Struct):
     pos: int
     counters: list[list[Any]]
     format: int = 1
+    retired_before: int = 0  # ``CounterBook.retired_before``: older periods are stored only
 
 
 def write_checkpoint(state_dir: Path, cp: Checkpoint) -> None:
@@ -216,6 +218,7 @@ class Aggregator:
         self.window_us = int(dedup_window_s * US_PER_S)
         self.lateness_us = int(lateness_days * 86_400 * US_PER_S)
         self._latest_received = 0  # the latest time of receipt among the frames applied
+        self._last_retire = 0.0
         self.checkpoint_interval_s = checkpoint_interval_s
         self.checkpoint_rows = checkpoint_rows
         self.pos = 0
@@ -245,7 +248,7 @@ class Aggregator:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cp = read_checkpoint(self.state_dir)
         if cp is not None:
-            self.book.restore(cp.counters)
+            self.book.restore(cp.counters, cp.retired_before)
             self.pos = cp.pos
         self.pos = max(self.pos, self.log.consumed)
         self.log.consumed = self.log.processed = self.pos
@@ -409,9 +412,7 @@ class Aggregator:
             for it, c, k, f, ts, res in usages:
                 book.apply_usage(c, f, k, ts, it.value, it.updateBehavior == "SET", res, out)
         self._raw.add(frame, kind, new, (customers, keys, names, stamps, resources))
-        metrics.DUPLICATES.inc(len(items) - n)
-        metrics.UNMETERED.inc(out.unmetered)
-        metrics.AGGREGATED.inc(out.applied)
+        self._report(out, len(items) - n)
 
     def _apply_scanned(self, frame: Frame, scan: Scan, out: Outcome) -> None:
         """Finish an event frame that ``_native.scan_events`` deduped (its identities are
@@ -428,9 +429,20 @@ class Aggregator:
         self.counted_by["native"] += m - len(scan.to_python)
         self.counted_by["python"] += len(scan.to_python)
         self._raw.add_scanned(frame, m, scan.columns, stamps)
-        metrics.DUPLICATES.inc(scan.n - m)
+        self._report(out, scan.n - m)
+
+    @staticmethod
+    def _report(out: Outcome, duplicates: int) -> None:
+        metrics.DUPLICATES.inc(duplicates)
         metrics.UNMETERED.inc(out.unmetered)
         metrics.AGGREGATED.inc(out.applied)
+        if out.retired:
+            metrics.PAST_RETIRED.inc(out.retired)
+            log.warning(
+                "%d count(s) fell in periods already retired and were not counted; "
+                "run `meterplane rebuild --apply` to count them",
+                out.retired,
+            )
 
     def _apply_left(self, frame: Frame, scan: Scan, out: Outcome) -> bytes:
         """Count the events the scan left to Python and read the timestamps it left;
@@ -462,12 +474,22 @@ class Aggregator:
                 dirty, self.book.dirty = self.book.dirty, set()
                 self.engine.insert("counters", counter_rows(self.book, dirty, self.pos))
             if self._latest_received:
-                self.book.settle(settle_before(self._latest_received, self.lateness_us))
-            write_checkpoint(self.state_dir, Checkpoint(self.pos, self.book.snapshot()))
+                self._settle_and_retire(settle_before(self._latest_received, self.lateness_us))
+            cp = Checkpoint(self.pos, self.book.snapshot(), retired_before=self.book.retired_before)
+            write_checkpoint(self.state_dir, cp)
             self._checkpointed = self.pos
             self.log.release(self.pos)
             self._evict_seen()
         self._last_checkpoint = time.monotonic()
+
+    def _settle_and_retire(self, before: int) -> None:
+        """Settle usage DELTAs at every checkpoint; retire final periods' counters (just
+        stored above) once a minute: it walks every counter."""
+        self.book.settle(before)
+        now = time.monotonic()
+        if now - self._last_retire >= RETIRE_INTERVAL_S:
+            self._last_retire = now
+            self.book.retire(before)
 
     def _evict_seen(self) -> None:
         """Forget identities that arrived before the dedup window."""

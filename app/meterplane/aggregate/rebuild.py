@@ -95,14 +95,34 @@ class Drift:
     rebuilt: Number | None
 
 
-def compare(live: CounterBook, rebuilt: CounterBook) -> list[Drift]:
-    """Every counter that differs (exactly: both sides use the same exact arithmetic)."""
+def retired_values(engine: SqlEngine, before: int) -> dict[CounterKey, Number | None]:
+    """The stored values of the counters of periods that ended at or before ``before``:
+    those a checkpoint may leave out once retired (``CounterBook.retire``)."""
+    if not before:
+        return {}
+    table = engine.query_arrow(
+        "SELECT customer_id, feature_id, toUnixTimestamp64Micro(period_start) AS ps, "
+        "resource_id, value FROM counters FINAL WHERE period_end IS NOT NULL AND "
+        f"toUnixTimestamp64Micro(assumeNotNull(period_end)) <= {int(before)}"
+    )
+    if not table.num_rows:
+        return {}
+    cols = [table.column(n).to_pylist() for n in ("customer_id", "feature_id", "ps", "resource_id")]
+    return dict(zip(zip(*cols, strict=True), table.column("value").to_pylist(), strict=True))
+
+
+def compare(
+    live: CounterBook, rebuilt: CounterBook, retired: dict[CounterKey, Number | None] | None = None
+) -> list[Drift]:
+    """Every counter that differs (exactly: both sides use the same exact arithmetic). A
+    counter the live book has retired is compared by its stored value (``retired``)."""
+    retired = retired or {}
     keys = set(live.counters) | set(rebuilt.counters)
     out = []
     for key in sorted(keys):
         a = live.counters.get(key)
         b = rebuilt.counters.get(key)
-        va = None if a is None else a.value()
+        va = retired.get(key) if a is None else a.value()
         vb = None if b is None else b.value()
         if va != vb:
             out.append(Drift(key, va, vb))

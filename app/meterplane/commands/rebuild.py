@@ -21,7 +21,7 @@ from meterplane.aggregate.aggregator import (
     read_checkpoint,
     write_checkpoint,
 )
-from meterplane.aggregate.rebuild import compare, hot_batches, recompute
+from meterplane.aggregate.rebuild import compare, hot_batches, recompute, retired_values
 from meterplane.archive.cold import cold_row_count, rebuild_batches
 from meterplane.archive.errors import ArchiveError
 from meterplane.archive.stores import ObjectStore, store_from_settings
@@ -58,7 +58,7 @@ def rebuild(
         migrate(engine)
         cp = read_checkpoint(data_dir / "state") or Checkpoint(0, [])
         live = CounterBook(catalog)
-        live.restore(cp.counters)
+        live.restore(cp.counters, cp.retired_before)
         total = engine.query_arrow(f"SELECT count() AS n FROM events WHERE log_pos < {cp.pos}")
         n_rows = total.column("n")[0].as_py() if total.num_rows else 0
         n_rows += cold_row_count(cold) if cold is not None else 0
@@ -79,7 +79,7 @@ def rebuild(
                 ),
                 progress=lambda n: progress.advance(task, n),
             )
-        drift = compare(live, rebuilt)
+        drift = compare(live, rebuilt, retired_values(engine, cp.retired_before))
         console.print(
             f"recomputed {len(rebuilt.counters)} counters from {applied} raw rows "
             f"(log position {cp.pos}); drift in {len(drift)}"

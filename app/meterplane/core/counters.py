@@ -388,11 +388,12 @@ KINDS: dict[str, type[Counter]] = {
 class Outcome:
     """What applying one record did, for metrics."""
 
-    __slots__ = ("applied", "unmetered")
+    __slots__ = ("applied", "retired", "unmetered")
 
     def __init__(self) -> None:
         self.applied = 0
         self.unmetered = 0
+        self.retired = 0  # counts meant for a period already retired (``CounterBook.retire``)
 
 
 class CounterBook:
@@ -413,6 +414,8 @@ class CounterBook:
         self.generation = 0
         self.opened: set[tuple[str, str]] = set()
         self.resources_used: set[CounterKey] = set()  # resources' counters counted into
+        # periods ending at or before this instant may have been retired (``retire``)
+        self.retired_before = 0
         self.set_catalog(catalog)
 
     def set_catalog(self, catalog: Catalog) -> None:
@@ -433,8 +436,10 @@ class CounterBook:
                 )
         self._meters = meters
 
-    def _slot(self, kind: str, customer: str, feature: str, ts: int) -> _Slot:
-        """The counter for ``ts``'s period; becomes the cached slot unless ``ts`` is late."""
+    def _slot(self, kind: str, customer: str, feature: str, ts: int) -> _Slot | None:
+        """The counter for ``ts``'s period; becomes the cached slot unless ``ts`` is late.
+        None for a period that may have been retired: counting into a fresh counter there
+        would store a partial value over the one that was stored."""
         cf = (customer, feature)
         known = self._periods.get(cf)
         if known is None:
@@ -446,6 +451,8 @@ class CounterBook:
         else:
             reset, anchor = self.catalog.period_spec(customer, feature)
             start, end = period_bounds(reset, anchor, ts)
+            if end is not None and end <= self.retired_before:
+                return None
             ck = (customer, feature, start, "")
             counter = self.counters.get(ck)
             if counter is None:
@@ -462,14 +469,17 @@ class CounterBook:
 
     def _bump(
         self, kind: str, customer: str, feature: str, ts: int, resource: str, value: Any, key: str
-    ) -> None:
+    ) -> bool:
         slot = self._slots.get((customer, feature))
         if slot is None or not slot[0] <= ts < slot[4]:
             slot = self._slot(kind, customer, feature, ts)
+            if slot is None:
+                return False
         slot[2].add(value, ts, key)
         self.dirty.add(slot[3])
         if resource:
             self._bump_resource(kind, slot, resource, value, ts, key)
+        return True
 
     def _bump_resource(
         self, kind: str, slot: _Slot, resource: str, value: Any, ts: int, key: str
@@ -514,6 +524,9 @@ class CounterBook:
             slot = slots.get((customer, feature_id))
             if slot is None or not slot[0] <= ts < slot[4]:
                 slot = self._slot(kind, customer, feature_id, ts)
+                if slot is None:
+                    out.retired += 1
+                    continue
             slot[2].add(value, ts, key)
             self.dirty.add(slot[3])
             if resource:
@@ -537,8 +550,10 @@ class CounterBook:
         if f is not None and f.meter is not None:
             out.unmetered += 1  # metered features count events, not reports
             return
-        self._bump("USAGE", customer, feature, ts, resource, (is_set, value), key)
-        out.applied += 1
+        if self._bump("USAGE", customer, feature, ts, resource, (is_set, value), key):
+            out.applied += 1
+        else:
+            out.retired += 1
 
     def opened_periods(self) -> list[tuple[str, str]]:
         """Every (customer, feature) with a period opened."""
@@ -566,14 +581,43 @@ class CounterBook:
             if counter.__class__ is UsageCounter and counter.deltas:
                 counter.settle(before)
 
+    def retire(self, before: int) -> int:
+        """Forget the counters of periods that ended at or before ``before`` and whose last
+        value is stored (not dirty); return how many. Give ``before`` as for ``settle``: no
+        record still to come can land in those periods, so they are final, and memory and
+        checkpoints stop growing with history (a DAY period a day, per customer, feature
+        and resource). A record that lands in one all the same (a lateness window
+        lengthened since) is not counted (``Outcome.retired``): ``rebuild`` finds it in
+        the raw rows, reports the drift and repairs it."""
+        gone = {
+            ck
+            for ck, end in self.period_end.items()
+            if end is not None and end <= before and ck not in self.dirty
+        }
+        self.retired_before = max(self.retired_before, before)
+        if not gone:
+            return 0
+        for ck in gone:
+            del self.counters[ck]
+            del self.period_end[ck]
+        self.resources_used -= gone
+        for cf, (_, slots) in list(self._periods.items()):
+            kept = [slot for slot in slots if slot[3] not in gone]
+            if len(kept) != len(slots):
+                self._periods[cf] = ([slot[0] for slot in kept], kept)
+        self._slots = {cf: s for cf, s in self._slots.items() if s[3] not in gone}
+        self.generation += 1  # the native core's mirror of the periods starts over
+        self.opened = set()
+        return len(gone)
+
     # ---------------------------------------------------------------- checkpoints
 
     def snapshot(self) -> list[list[Any]]:
         """Serializable state of every counter."""
         return [[*ck, self.period_end[ck], c.kind, c.state()] for ck, c in self.counters.items()]
 
-    def restore(self, rows: list[list[Any]]) -> None:
-        """Replace all state with a snapshot."""
+    def restore(self, rows: list[list[Any]], retired_before: int = 0) -> None:
+        """Replace all state with a snapshot (taken when ``retired_before`` was that)."""
         self.counters.clear()
         self.period_end.clear()
         self.dirty.clear()
@@ -582,6 +626,7 @@ class CounterBook:
         self.generation += 1
         self.opened = set()
         self.resources_used = set()
+        self.retired_before = retired_before
         for customer, feature, start, resource, end, kind, state in rows:
             ck = (customer, feature, start, resource)
             self.counters[ck] = KINDS[kind](*state)

@@ -19,6 +19,11 @@ UNMETERED = Counter(
     "meterplane_items_unmetered",
     "Stored items that could not count (missing or non-numeric field, report on a metered feature)",
 )
+PAST_RETIRED = Counter(
+    "meterplane_items_past_retired_periods",
+    "Counts that fell in a period already retired (final, stored, out of memory): not "
+    "counted until `meterplane rebuild --apply`",
+)
 AGGREGATED = Counter("meterplane_items_aggregated", "Items applied to counters")
 BACKLOG = Gauge("meterplane_buffer_backlog_bytes", "Acked bytes the aggregator has not processed")
 CHECKPOINT_SECONDS = Histogram(
