@@ -603,7 +603,9 @@ class CounterBook:
         self.resources_used -= gone
         for cf, (_, slots) in list(self._periods.items()):
             kept = [slot for slot in slots if slot[3] not in gone]
-            if len(kept) != len(slots):
+            if not kept:
+                del self._periods[cf]
+            elif len(kept) != len(slots):
                 self._periods[cf] = ([slot[0] for slot in kept], kept)
         self._slots = {cf: s for cf, s in self._slots.items() if s[3] not in gone}
         self.generation += 1  # the native core's mirror of the periods starts over
