@@ -171,12 +171,13 @@ def test_retired_periods_leave_the_book_and_their_stored_values_complete_it() ->
     kept, retiring = CounterBook(load_catalog()), CounterBook(load_catalog())
     _count(kept, events)
     stored: dict[tuple[str, str, int, str], object] = {}  # the counters table, in short
-    for hour in range(0, len(events), 20):  # a checkpoint every 20 events
-        _count(retiring, events[hour : hour + 20])
+    for i in range(0, len(events), 20):  # a checkpoint every 20 events
+        chunk = events[i : i + 20]
+        _count(retiring, chunk)
         for ck in retiring.dirty:
             stored[ck] = retiring.counters[ck].value()
         retiring.dirty.clear()
-        retiring.retire(settle_before(events[hour : hour + 20][-1][0], LATENESS))
+        retiring.retire(settle_before(chunk[-1][0], LATENESS))
     assert retiring.retired_before == settle_before(events[-1][0], LATENESS)
     assert len(retiring.counters) * 3 < len(kept.counters)
     assert all(end is None or end > retiring.retired_before for end in retiring.period_end.values())
