@@ -3,7 +3,9 @@
 The Flink job publishes every changed counter to a compacted topic (see
 ``meterplane.kafka.records``). :class:`CounterStream` reads that topic from the beginning
 on start (compaction keeps it about as small as the set of live counters), which rebuilds
-the whole state after any restart, then keeps tailing it. Values land in a
+the whole state after any restart, then keeps tailing it. The topic holds every period
+ever published; the book keeps only those a check can still ask about (a period that
+ended longer ago than the lateness window and a day is final and past). Values land in a
 :class:`~meterplane.core.counters.CounterBook`, so checks go through the same ``Decider``
 as the embedded path and give the same decisions for the same counters.
 
@@ -22,11 +24,13 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from meterplane.core.catalog import Catalog
-from meterplane.core.counters import Counter, CounterBook, Number
+from meterplane.core.counters import Counter, CounterBook, Number, settle_before
 from meterplane.core.threads import NamedThread
+from meterplane.core.timeutil import US_PER_S, now_us
 from meterplane.kafka.records import CounterRecord, decode_counter
 
 log = logging.getLogger(__name__)
+SWEEP_INTERVAL_US = 3_600 * US_PER_S
 
 
 class PublishedValue(Counter):
@@ -55,9 +59,14 @@ class CounterStream:
         catalog: Catalog,
         topic: str = "counters",
         extra_config: dict[str, Any] | None = None,
+        lateness_days: float = 35.0,
+        clock: Callable[[], int] = now_us,
     ) -> None:
         self.topic = topic
         self.book = CounterBook(catalog)
+        self.lateness_us = int(lateness_days * 86_400 * US_PER_S)
+        self._clock = clock
+        self._final_swept = 0  # clock reading of the last sweep of final periods (µs)
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -77,6 +86,7 @@ class CounterStream:
         self._listeners: list[Callable[[CounterRecord], None]] = []
         self.applied = 0
         self.stale = 0
+        self.final = 0  # records of periods no check asks about any more, left out
         self.error: BaseException | None = None
 
     def on_record(self, fn: Callable[[CounterRecord], None]) -> None:
@@ -121,12 +131,36 @@ class CounterStream:
                     if value is None:
                         continue  # a tombstone: nothing to apply
                     self.apply(decode_counter(value))
+                self._sweep()
         except BaseException as err:  # the thread must report, not vanish
             self.error = err
             log.exception("counter stream stopped")
 
+    def _final_before(self) -> int:
+        """Periods that ended before this instant are final and past: no check asks about
+        them, and the book need not hold them (a topic read from offset 0 replays every
+        period ever published)."""
+        return settle_before(self._clock(), self.lateness_us)
+
+    def _sweep(self) -> None:
+        """Once an hour, drop the counters of periods that have become final since."""
+        now = self._clock()
+        if now - self._final_swept < SWEEP_INTERVAL_US:
+            return
+        self._final_swept = now
+        before = self._final_before()
+        book = self.book
+        for ck, end in list(book.period_end.items()):
+            if end is not None and end <= before:
+                book.counters.pop(ck, None)
+                book.period_end.pop(ck, None)
+
     def apply(self, record: CounterRecord) -> bool:
-        """Apply one published counter unless a newer version is already in place."""
+        """Apply one published counter unless a newer version is already in place, or its
+        period is final and past (``_final_before``)."""
+        if record.period_end is not None and record.period_end <= self._final_before():
+            self.final += 1
+            return False
         ck = (record.customer_id, record.feature_id, record.period_start, record.resource_id)
         book = self.book
         current = book.counters.get(ck)

@@ -72,7 +72,9 @@ def run_service(settings: Settings, args: argparse.Namespace, *, ingest: bool) -
     """Run ``ingest`` (ingest=True) or ``entitlements`` until SIGINT/SIGTERM."""
     bootstrap = _bootstrap(settings)
     catalog = CatalogHolder(load_catalog(settings.catalog))
-    stream = CounterStream(bootstrap, catalog.get(), topic=args.counters_topic)
+    stream = CounterStream(
+        bootstrap, catalog.get(), topic=args.counters_topic, lateness_days=settings.lateness_days
+    )
     catalog.subscribe(stream.book.set_catalog)
     stream.start()
     watcher = CatalogWatcher(settings.catalog or DEFAULT_CATALOG, catalog).start()
