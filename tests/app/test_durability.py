@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from meterplane.core.counters import CounterBook
 from meterplane.core.errors import BufferUnavailable
 from meterplane.ingest.buffer import HEADER, LocalLog
 from meterplane.localplane import ServeProcess
+from tests import aio
 from tests.app.conftest import API_KEY
 
 pytestmark = pytest.mark.slow
@@ -168,3 +171,47 @@ def test_rebuild_apply_repairs_drift(tmp_path: Path) -> None:
     assert _usage(client) == 300
     serve.stop()
     client.close()
+
+
+def test_a_batch_synced_just_before_its_request_waits_is_acked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsync covering a batch may finish between the request's first look at
+    ``durable_end`` and its joining the waiters: that request must be answered, not left
+    waiting for an fsync that nothing else will start (a lost wakeup: the last batch of a
+    burst hung until the client timed out)."""
+    log = LocalLog(tmp_path / "log")
+    looked = threading.Event()
+    real_sync = os.fdatasync
+
+    def sync(fd: int) -> None:  # the fsync finishes only once the request has looked
+        assert looked.wait(10)
+        real_sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", sync)
+    end = log.write(1, 0, b"{}")
+    cond, test_thread = log._cond, threading.current_thread()
+
+    class LateToTheLock:
+        """The request thread reaches the waiters' lock only after the fsync is done."""
+
+        def __enter__(self) -> bool:
+            if threading.current_thread() is test_thread:
+                looked.set()
+                deadline = time.monotonic() + 10
+                while log.durable_end < end and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            return cond.__enter__()
+
+        def __exit__(self, *exc: object) -> None:
+            cond.__exit__(*exc)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(cond, name)
+
+    log._cond = LateToTheLock()  # type: ignore[assignment]
+    try:
+        aio.run(asyncio.wait_for(log.durable(end), timeout=5))
+    finally:
+        log._cond = cond
+        log.close()

@@ -204,6 +204,10 @@ class LocalLog:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         with self._cond:
+            # Again under the lock: the sync that covers ``end`` may have finished since
+            # the look above, and it answered only the waiters it found.
+            if end <= self.durable_end:
+                return
             self._waiters.append((end, loop, fut))
             self._cond.notify_all()
         await fut
