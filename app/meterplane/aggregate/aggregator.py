@@ -54,7 +54,7 @@ _MAX_BINARY_BYTES = 2**31 - 1  # an Arrow binary array's 32-bit offsets
 _STRING_COLUMNS = ("customer_id", "idempotency_key", "name", "resource_id")
 # Bodies of frames ingest has just written, kept for the aggregator to take from memory.
 OFFERED_BYTES = 32 * 1024 * 1024
-RETIRE_INTERVAL_S = 60.0  # how often checkpoints retire final periods (CounterBook.retire)
+RETIRE_INTERVAL_S = 60.0  # how often checkpoints settle and retire (CounterBook)
 
 
 class Checkpoint(msgspec.Struct):
@@ -483,12 +483,13 @@ class Aggregator:
         self._last_checkpoint = time.monotonic()
 
     def _settle_and_retire(self, before: int) -> None:
-        """Settle usage DELTAs at every checkpoint; retire final periods' counters (just
-        stored above) once a minute: it walks every counter."""
-        self.book.settle(before)
+        """Settle usage DELTAs and retire final periods' counters (just stored above), at
+        most once a minute: each walks every counter, and a minute's delay in bounding
+        state kept for 36 days changes nothing."""
         now = time.monotonic()
         if now - self._last_retire >= RETIRE_INTERVAL_S:
             self._last_retire = now
+            self.book.settle(before)
             self.book.retire(before)
 
     def _evict_seen(self) -> None:

@@ -148,12 +148,7 @@ class CounterStream:
         if now - self._final_swept < SWEEP_INTERVAL_US:
             return
         self._final_swept = now
-        before = self._final_before()
-        book = self.book
-        for ck, end in list(book.period_end.items()):
-            if end is not None and end <= before:
-                book.counters.pop(ck, None)
-                book.period_end.pop(ck, None)
+        self.book.retire(self._final_before())
 
     def apply(self, record: CounterRecord) -> bool:
         """Apply one published counter unless a newer version is already in place, or its
