@@ -14,11 +14,18 @@ customer's records arrive in their partition's order):
    them with the reference semantics of ``meterplane.core.counters.CounterBook``; counter
    states live in the ``counters`` map state, so a checkpoint holds exactly the counters
    of the offsets it holds: a restart from it neither loses nor double-counts.
-3. Mini-batch: changed counters are marked in ``pending`` and published by a
+3. Past periods leave state: at most once per hour of receipt time per customer, the
+   counters of periods that ended before ``settle_before`` (no record still to come can
+   land in them) and whose last value is published are removed from ``counters``, and
+   ``retired_before`` remembers where; a count that lands there all the same (a lateness
+   window lengthened since) is refused and counted in the ``items_past_retired_periods``
+   metric, as ``CounterBook.retire`` does on the embedded plane. The counters topic keeps
+   their last values.
+4. Mini-batch: changed counters are marked in ``pending`` and published by a
    processing-time timer at most ``--mini-batch-ms`` later (the latency bound; 0 publishes
    every change at once). Each publication carries the counter's version (its update
    count), so readers ignore the older values a replay after a restart re-emits.
-4. A Kafka table sink (key = customer/feature/period/resource) writes them to the
+5. A Kafka table sink (key = customer/feature/period/resource) writes them to the
    compacted counters topic, which the entitlement service and the ClickHouse loader read.
 """
 
@@ -46,7 +53,7 @@ from pyflink.datastream import (
     StreamExecutionEnvironment,
 )
 from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 from pyflink.table import StreamTableEnvironment
 
 from meterplane.core.catalog import DEFAULT_CATALOG, parse_catalog
@@ -77,6 +84,7 @@ _decode_event = msgspec.json.Decoder(Event).decode
 _decode_usage = msgspec.json.Decoder(Usage).decode
 _encode_state = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder().decode
+RETIRE_EVERY_US = 3_600_000_000  # a customer's past periods are swept once an hour (receipt)
 
 
 def _state_key(feature: str, start: int, resource: str) -> str:
@@ -164,11 +172,16 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
         self.pending = runtime_context.get_map_state(
             MapStateDescriptor("pending", Types.STRING(), Types.BOOLEAN())
         )
+        self.retired_before = runtime_context.get_state(
+            ValueStateDescriptor("retired_before", Types.LONG())
+        )
         catalog = parse_catalog(yaml.safe_load(self.catalog_text) or {}, "catalog")
         self.book = CounterBook(catalog)
         metrics = runtime_context.get_metrics_group()
         self.duplicates = metrics.counter("duplicates")
         self.unmetered = metrics.counter("unmetered")
+        self.past_retired = metrics.counter("items_past_retired_periods")
+        self.retired = metrics.counter("counters_retired")
 
     def process_element(self, value: str, ctx: Any) -> Iterator[Row]:
         record = decode_events_record(value.encode())
@@ -176,7 +189,8 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
         versions: dict[CounterKey, int] = {}
         # Start each element from an empty book (restore([]) also drops the book's cache of
         # current-period counters), whose counters are then read lazily from state.
-        book.restore([])
+        retired_before = self.retired_before.value() or 0
+        book.restore([], retired_before)
         book.counters = StateCounters(self.counters, book, versions)
         out = Outcome()
         dups = 0
@@ -222,19 +236,14 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
             self.duplicates.inc(dups)
         if out.unmetered:
             self.unmetered.inc(out.unmetered)
-        changed = []
+        if out.retired:
+            self.past_retired.inc(out.retired)
         # a customer's records come in the order of its partition, so none still to come
         # was received much before this one (``settle_before``)
         settled = settle_before(received, self.lateness_us)
-        for ck in book.dirty:
-            version = versions.get(ck, 0) + 1
-            counter = book.counters[ck]
-            if counter.__class__ is UsageCounter:
-                counter.settle(settled)
-            state = [book.period_end[ck], counter.kind, counter.state(), version]
-            skey = _state_key(ck[1], ck[2], ck[3])
-            self.counters.put(skey, _encode_state(state).decode())
-            changed.append((ck, book.period_end[ck], counter, version, skey))
+        changed = self._store(versions, settled)
+        if settled - retired_before >= RETIRE_EVERY_US:
+            self._retire(settled, {skey for *_, skey in changed})
         if self.mini_batch_ms <= 0:
             for ck, end, counter, version, _ in changed:
                 yield _emit(ck, end, counter, version)
@@ -246,6 +255,39 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
             ctx.timer_service().register_processing_time_timer(
                 (now // self.mini_batch_ms + 1) * self.mini_batch_ms
             )
+
+    def _store(
+        self, versions: dict[CounterKey, int], settled: int
+    ) -> list[tuple[CounterKey, int | None, Counter, int, str]]:
+        """Write the element's changed counters back to state, each with its next version
+        (usage DELTAs before ``settled`` folded into their sum); return what changed."""
+        book = self.book
+        changed = []
+        for ck in book.dirty:
+            version = versions.get(ck, 0) + 1
+            counter = book.counters[ck]
+            if counter.__class__ is UsageCounter:
+                counter.settle(settled)
+            state = [book.period_end[ck], counter.kind, counter.state(), version]
+            skey = _state_key(ck[1], ck[2], ck[3])
+            self.counters.put(skey, _encode_state(state).decode())
+            changed.append((ck, book.period_end[ck], counter, version, skey))
+        return changed
+
+    def _retire(self, before: int, unpublished: set[str]) -> None:
+        """Remove the current customer's counters of periods that ended at or before
+        ``before`` and whose last value is published (not changed by this element, not
+        pending); from now on counts into periods ending by then are refused."""
+        gone = []
+        for skey, raw in self.counters.items():
+            end = _decode_state(raw)[0]
+            final = end is not None and end <= before
+            if final and skey not in unpublished and not self.pending.contains(skey):
+                gone.append(skey)
+        for skey in gone:
+            self.counters.remove(skey)
+        self.retired.inc(len(gone))
+        self.retired_before.update(before)
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterable[Row]:
         customer = ctx.get_current_key()
@@ -305,7 +347,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=float(os.environ.get("METERPLANE_LATENESS_DAYS", "35")),
         help="ingest's lateness window: usage DELTAs older than it, and a day, are kept as "
-        "their sum (default: METERPLANE_LATENESS_DAYS or 35)",
+        "their sum, and periods that ended before then leave state (default: "
+        "METERPLANE_LATENESS_DAYS or 35)",
     )
     p.add_argument("--parallelism", type=int, default=1)
     p.add_argument("--connector-jar", type=Path, help="Flink Kafka connector jar (local mode)")
