@@ -19,8 +19,9 @@ customer's records arrive in their partition's order):
    land in them) and whose last value is published are removed from ``counters``, and
    ``retired_before`` remembers where; a count that lands there all the same (a lateness
    window lengthened since) is refused and counted in the ``items_past_retired_periods``
-   metric, as ``CounterBook.retire`` does on the embedded plane. The counters topic keeps
-   their last values.
+   metric, as ``CounterBook.retire`` does on the embedded plane. Each removed counter's
+   key gets a tombstone on the counters topic, so compaction drops it there too, after the
+   ClickHouse loader has stored its last value (the topic's ``min.compaction.lag.ms``).
 4. Mini-batch: changed counters are marked in ``pending`` and published by a
    processing-time timer at most ``--mini-batch-ms`` later (the latency bound; 0 publishes
    every change at once). Each publication carries the counter's version (its update
@@ -243,7 +244,9 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
         settled = settle_before(received, self.lateness_us)
         changed = self._store(versions, settled)
         if settled - retired_before >= RETIRE_EVERY_US:
-            self._retire(settled, {skey for *_, skey in changed})
+            for skey in self._retire(settled, {skey for *_, skey in changed}):
+                ck = _parse_state_key(record.customer_id, skey)
+                yield Row(counter_key(*ck).decode(), None)  # a tombstone
         if self.mini_batch_ms <= 0:
             for ck, end, counter, version, _ in changed:
                 yield _emit(ck, end, counter, version)
@@ -274,10 +277,11 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
             changed.append((ck, book.period_end[ck], counter, version, skey))
         return changed
 
-    def _retire(self, before: int, unpublished: set[str]) -> None:
+    def _retire(self, before: int, unpublished: set[str]) -> list[str]:
         """Remove the current customer's counters of periods that ended at or before
         ``before`` and whose last value is published (not changed by this element, not
-        pending); from now on counts into periods ending by then are refused."""
+        pending), and return their state keys; from now on counts into periods ending by
+        then are refused."""
         gone = []
         for skey, raw in self.counters.items():
             end = _decode_state(raw)[0]
@@ -288,6 +292,7 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
             self.counters.remove(skey)
         self.retired.inc(len(gone))
         self.retired_before.update(before)
+        return gone
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterable[Row]:
         customer = ctx.get_current_key()

@@ -23,6 +23,10 @@ from components.k8s.sizing import KAFKA_BROKER_CPU, KAFKA_CONTROLLER_CPU, quanti
 
 RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 EVENTS_RETENTION_MS = 3 * 24 * 3600 * 1000  # the sizing formula's 3 days of buffer
+# A counter's value stays on the counters topic at least this long, whatever follows it:
+# the Flink job publishes a tombstone for a period once it is final, and the ClickHouse
+# loader may be this far behind without missing the value before it.
+COUNTERS_MIN_COMPACTION_LAG_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,12 @@ class Kafka(pulumi.ComponentResource):
             self._topic(
                 names.COUNTERS_TOPIC,
                 args.partitions,
-                {"cleanup.policy": "compact", "min.insync.replicas": 2, "compression.type": "lz4"},
+                {
+                    "cleanup.policy": "compact",
+                    "min.compaction.lag.ms": COUNTERS_MIN_COMPACTION_LAG_MS,
+                    "min.insync.replicas": 2,
+                    "compression.type": "lz4",
+                },
                 cluster_label,
             ),
         ]

@@ -96,6 +96,8 @@ def test_kafka_replication_rack_awareness_and_spread(prod_stack: Rendered) -> An
         assert events.inputs["metadata"]["labels"]["strimzi.io/cluster"] == names.KAFKA_CLUSTER
         counters = _cr(view, "KafkaTopic", names.COUNTERS_TOPIC)
         assert counters.inputs["spec"]["config"]["cleanup.policy"] == "compact"
+        # a week for the ClickHouse loader to store a value before its tombstone wins
+        assert counters.inputs["spec"]["config"]["min.compaction.lag.ms"] == 604_800_000.0
 
     return check(prod_stack.program.workloads.kafka.kafka.id).apply(verify)
 

@@ -19,7 +19,7 @@ from meterplane.core.periods import period_bounds
 from meterplane.core.timeutil import now_us
 from meterplane.kafka.buffer import KafkaBuffer, KafkaBufferConfig
 from meterplane.kafka.counters import CounterStream
-from meterplane.kafka.records import KEY_SEP, KIND_EVENTS
+from meterplane.kafka.records import KEY_SEP, KIND_EVENTS, counter_key, decode_counter
 from meterplane.testing import engines
 from meterplane_flink.checkpoints import latest_checkpoint
 
@@ -51,6 +51,8 @@ def _period(customer: str, ts: int) -> tuple[int, int]:
 class Pipeline:
     job: engines.ManagedProcess
     work_dir: Path
+    broker: engines.KafkaBroker
+    counters_topic: str
     buffer: KafkaBuffer
     counters: CounterStream
 
@@ -63,6 +65,10 @@ class Pipeline:
             assert self.job.running, self.job.output()[-3000:]
             assert time.monotonic() < deadline, f"api-calls is {value}, expected {expected}"
             time.sleep(0.05)
+
+    def published(self, key: bytes) -> list[bytes | None]:
+        """Every value published under ``key`` so far, in order (None: a tombstone)."""
+        return [v for k, v in self.broker.read_topic(self.counters_topic) if k == key]
 
     def checkpointed_state(self) -> bytes:
         """The bytes of a checkpoint completed after this call: the job's keyed state
@@ -107,7 +113,7 @@ def pipeline(
     job.start()
     counters.start()
     try:
-        yield Pipeline(job, work_dir, buffer, counters)
+        yield Pipeline(job, work_dir, kafka_broker, counters_topic, buffer, counters)
     finally:
         counters.stop()
         job.kill()
@@ -145,6 +151,12 @@ def test_past_periods_leave_state_and_counts_into_them_are_refused(pipeline: Pip
     pipeline.wait_for("globex", current, 1)
     held = state_key in pipeline.checkpointed_state()
     assert not held, "the final past period's counter is still in the job's state"
+    # ... and from the counters topic: its last value, then a tombstone for compaction
+    published = pipeline.published(counter_key("globex", "api-calls", past, ""))
+    assert published[-1] is None, published
+    last = published[-2]
+    assert last is not None
+    assert decode_counter(last).value == 2
     # One count for the retired period and one for the current, in one record. Counted
     # into state the job no longer holds, the first would publish a partial value (1)
     # over the true one (2); it is refused instead, and the published value stays.

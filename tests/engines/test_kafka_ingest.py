@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
-from confluent_kafka import Consumer
 
 from meterplane.core.catalog import load_catalog
 from meterplane.core.counters import CounterBook
@@ -39,30 +38,13 @@ def _batch(prefix: str, n: int = 50) -> dict[str, object]:
     }
 
 
-def _topic_keys(bootstrap: str, topic: str) -> set[tuple[str, str]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"verify-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.subscribe([topic])
+def _topic_keys(broker: engines.KafkaBroker, topic: str) -> set[tuple[str, str]]:
     keys: set[tuple[str, str]] = set()
-    idle_until = time.monotonic() + 5
-    try:
-        while time.monotonic() < idle_until:
-            message = consumer.poll(0.2)
-            if message is None or message.error() is not None:
-                continue
-            record = decode_events_record(message.value())
-            for raw in record.items:
-                item = msgspec.json.decode(raw)
-                keys.add((item["customerId"], item["idempotencyKey"]))
-            idle_until = time.monotonic() + 2
-    finally:
-        consumer.close()
+    for _, value in broker.read_topic(topic):
+        assert value is not None
+        for raw in decode_events_record(value).items:
+            item = msgspec.json.decode(raw)
+            keys.add((item["customerId"], item["idempotencyKey"]))
     return keys
 
 
@@ -130,7 +112,7 @@ def test_broker_outage_gives_503_and_nothing_acked_is_lost(tmp_path: Path) -> No
             aio.run(scenario())
         finally:
             buffer.close(timeout=5)
-        stored = _topic_keys(broker.bootstrap, "events")
+        stored = _topic_keys(broker, "events")
 
     assert statuses_while_down == [503, 503, 503, 503]
     assert len(acked) >= 9 * 50

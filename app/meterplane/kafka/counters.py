@@ -3,11 +3,13 @@
 The Flink job publishes every changed counter to a compacted topic (see
 ``meterplane.kafka.records``). :class:`CounterStream` reads that topic from the beginning
 on start (compaction keeps it about as small as the set of live counters), which rebuilds
-the whole state after any restart, then keeps tailing it. The topic holds every period
-ever published; the book keeps only those a check can still ask about (a period that
-ended longer ago than the lateness window and a day is final and past). Values land in a
-:class:`~meterplane.core.counters.CounterBook`, so checks go through the same ``Decider``
-as the embedded path and give the same decisions for the same counters.
+the whole state after any restart, then keeps tailing it. The job tombstones a period's
+key once the period is final (it ended longer ago than the lateness window and a day);
+until compaction removes it, the topic still holds its value. The book keeps only the
+periods a check can still ask about: it leaves final ones out, and skips tombstones.
+Values land in a :class:`~meterplane.core.counters.CounterBook`, so checks go through
+the same ``Decider`` as the embedded path and give the same decisions for the same
+counters.
 
 Each replica reads all partitions itself (``assign``, no consumer group): every replica
 needs every counter, and nothing is committed, so a restart always replays from offset 0.

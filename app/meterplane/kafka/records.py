@@ -10,7 +10,9 @@ Counters topic (compacted): key ``customer \\x1f feature \\x1f period_start \\x1
 value a :class:`CounterRecord`. ``version`` is the number of updates the counter has
 received; it only grows, so a reader keeps, per key, the record with the highest version.
 That makes the stream safe to replay: after a Flink restart from a checkpoint the job
-re-emits intermediate values with versions the reader has already passed.
+re-emits intermediate values with versions the reader has already passed. A record with
+no value (a tombstone) follows a counter's last value once its period is final and has
+left the job's state: compaction then drops the key; readers skip tombstones.
 
 Only stdlib + msgspec here: the Flink job imports this module in its own environment.
 """

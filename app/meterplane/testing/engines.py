@@ -414,6 +414,33 @@ class KafkaBroker:
             time.sleep(0.1)
         raise EngineSetupError(f"topic {name} has no leaders after {timeout:.0f} s")
 
+    def read_topic(self, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+        """Every record of ``topic`` as (key, value), each partition in order: read from
+        the beginning until nothing more has come for 2 s (5 s before the first)."""
+        from confluent_kafka import Consumer  # noqa: PLC0415 - the client only where read
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"verify-{time.monotonic_ns()}",
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+            }
+        )
+        consumer.subscribe([topic])
+        records: list[tuple[bytes | None, bytes | None]] = []
+        idle_until = time.monotonic() + 5
+        try:
+            while time.monotonic() < idle_until:
+                message = consumer.poll(0.2)
+                if message is None or message.error() is not None:
+                    continue
+                records.append((message.key(), message.value()))
+                idle_until = time.monotonic() + 2
+        finally:
+            consumer.close()
+        return records
+
     def __enter__(self) -> KafkaBroker:
         self.start()
         return self
