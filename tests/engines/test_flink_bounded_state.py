@@ -32,8 +32,11 @@ def _batch(customer: str, *events: tuple[str, int | None]) -> bytes:
     """Events of ``api_call`` by idempotency key, with a timestamp (µs) or none."""
     items: list[dict[str, Any]] = []
     for key, ts in events:
-        item: dict[str, Any] = {"customerId": customer, "eventName": "api_call"}
-        item["idempotencyKey"] = key
+        item: dict[str, Any] = {
+            "customerId": customer,
+            "eventName": "api_call",
+            "idempotencyKey": key,
+        }
         if ts is not None:
             item["timestamp"] = dt.datetime.fromtimestamp(ts / 1e6, dt.UTC).isoformat()
         items.append(item)
