@@ -16,10 +16,12 @@ customer's records arrive in their partition's order):
    of the offsets it holds: a restart from it neither loses nor double-counts.
 3. Past periods leave state: at most once per hour of receipt time per customer, the
    counters of periods that ended before ``settle_before`` (no record still to come can
-   land in them) and whose last value is published are removed from ``counters``, and
-   ``retired_before`` remembers where; a count that lands there all the same (a lateness
-   window lengthened since) is refused and counted in the ``items_past_retired_periods``
-   metric, as ``CounterBook.retire`` does on the embedded plane. Each removed counter's
+   land in them) and whose last value is published are removed from ``counters``; a
+   processing-time timer does the same when the customer's next period becomes final by
+   the clock, so a customer who stops sending is swept too. ``retired_before`` remembers
+   where; a count that lands there all the same (a lateness window lengthened since) is
+   refused and counted in the ``items_past_retired_periods`` metric, as
+   ``CounterBook.retire`` does on the embedded plane. Each removed counter's
    key gets a tombstone on the counters topic, so compaction drops it there too, after the
    ClickHouse loader has stored its last value (the topic's ``min.compaction.lag.ms``).
 4. Mini-batch: changed counters are marked in ``pending`` and published by a
@@ -60,6 +62,7 @@ from pyflink.table import StreamTableEnvironment
 from meterplane.core.catalog import DEFAULT_CATALOG, parse_catalog
 from meterplane.core.counters import (
     KINDS,
+    SETTLE_MARGIN_US,
     Counter,
     CounterBook,
     CounterKey,
@@ -86,6 +89,7 @@ _decode_usage = msgspec.json.Decoder(Usage).decode
 _encode_state = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder().decode
 RETIRE_EVERY_US = 3_600_000_000  # a customer's past periods are swept once an hour (receipt)
+RETIRE_RETRY_MS = 1_000  # a final counter still to be published is swept again this much later
 
 
 def _state_key(feature: str, start: int, resource: str) -> str:
@@ -176,6 +180,9 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
         self.retired_before = runtime_context.get_state(
             ValueStateDescriptor("retired_before", Types.LONG())
         )
+        self.retire_timer = runtime_context.get_state(
+            ValueStateDescriptor("retire_timer", Types.LONG())
+        )
         catalog = parse_catalog(yaml.safe_load(self.catalog_text) or {}, "catalog")
         self.book = CounterBook(catalog)
         metrics = runtime_context.get_metrics_group()
@@ -244,9 +251,9 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
         settled = settle_before(received, self.lateness_us)
         changed = self._store(versions, settled)
         if settled - retired_before >= RETIRE_EVERY_US:
-            for skey in self._retire(settled, {skey for *_, skey in changed}):
-                ck = _parse_state_key(record.customer_id, skey)
-                yield Row(counter_key(*ck).decode(), None)  # a tombstone
+            unpublished = {skey for *_, skey in changed}
+            gone = self._retire(settled, unpublished, ctx.timer_service())
+            yield from _tombstones(record.customer_id, gone)
         if self.mini_batch_ms <= 0:
             for ck, end, counter, version, _ in changed:
                 yield _emit(ck, end, counter, version)
@@ -277,22 +284,39 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
             changed.append((ck, book.period_end[ck], counter, version, skey))
         return changed
 
-    def _retire(self, before: int, unpublished: set[str]) -> list[str]:
+    def _retire(self, before: int, unpublished: set[str], timers: Any) -> list[str]:
         """Remove the current customer's counters of periods that ended at or before
         ``before`` and whose last value is published (not changed by this element, not
         pending), and return their state keys; from now on counts into periods ending by
-        then are refused."""
+        then are refused. Then set the timer for the next sweep by the clock."""
         gone = []
+        kept_ends = []
         for skey, raw in self.counters.items():
             end = _decode_state(raw)[0]
             final = end is not None and end <= before
             if final and skey not in unpublished and not self.pending.contains(skey):
                 gone.append(skey)
+            elif end is not None:
+                kept_ends.append(end)
         for skey in gone:
             self.counters.remove(skey)
         self.retired.inc(len(gone))
-        self.retired_before.update(before)
+        self.retired_before.update(max(before, self.retired_before.value() or 0))
+        self._wake_when_final(min(kept_ends, default=None), timers)
         return gone
+
+    def _wake_when_final(self, end: int | None, timers: Any) -> None:
+        """Wake this customer when the period ending at ``end`` (its earliest still held)
+        is final by the clock, or forget the wake-up where none is held. An earlier wake-up
+        is left registered: it may share its instant with a mini-batch's timer, and when it
+        fires it only publishes (``on_timer`` sweeps at ``retire_timer``'s instant alone)."""
+        if end is None:
+            self.retire_timer.clear()
+            return
+        final_ms = (end + self.lateness_us + SETTLE_MARGIN_US) // 1000 + 1
+        at = max(final_ms, timers.current_processing_time() + RETIRE_RETRY_MS)
+        timers.register_processing_time_timer(at)
+        self.retire_timer.update(at)
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterable[Row]:
         customer = ctx.get_current_key()
@@ -305,6 +329,17 @@ class CountOperator(KeyedProcessFunction):  # type: ignore[misc]
             ck = _parse_state_key(customer, skey)
             yield _emit(ck, end, KINDS[kind](*state), version)
         self.pending.clear()
+        if timestamp == self.retire_timer.value():  # (after the values just published)
+            self.retire_timer.clear()
+            # a record still to come is received later than now: the clock bounds it
+            before = settle_before(timestamp * 1000, self.lateness_us)
+            yield from _tombstones(customer, self._retire(before, set(), ctx.timer_service()))
+
+
+def _tombstones(customer: str, state_keys: Iterable[str]) -> Iterator[Row]:
+    """A record with no value for each retired counter: compaction drops its key."""
+    for skey in state_keys:
+        yield Row(counter_key(*_parse_state_key(customer, skey)).decode(), None)
 
 
 def _emit(ck: CounterKey, end: int | None, counter: Counter, version: int) -> Row:

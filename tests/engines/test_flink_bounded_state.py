@@ -136,34 +136,55 @@ def test_duplicates_dropped_within_window_and_forgotten_after_it(pipeline: Pipel
     pipeline.wait_for("acme", start, 5)
 
 
-def test_past_periods_leave_state_and_counts_into_them_are_refused(pipeline: Pipeline) -> None:
-    now = now_us()
-    current, _ = _period("globex", now)
-    # a period that ended more than the settle margin (a day) before now
-    past, past_end = _period("globex", now - 2 * SETTLE_MARGIN_US)
-    while past_end > now - SETTLE_MARGIN_US:
-        past, past_end = _period("globex", past - 1)
-    # received while that period was current: counted into it
-    pipeline.send(_batch("globex", ("p1", None), ("p2", None)), received_us=past_end - 60_000_000)
-    pipeline.wait_for("globex", past, 2)
-    state_key = f"api-calls{KEY_SEP}{past}{KEY_SEP}".encode()
-    held = state_key in pipeline.checkpointed_state()
-    assert held, "the period's counter is not in the job's checkpointed state"
-    # received now: the past period is final, and leaves the job's state
-    pipeline.send(_batch("globex", ("c1", None)))
-    pipeline.wait_for("globex", current, 1)
-    held = state_key in pipeline.checkpointed_state()
-    assert not held, "the final past period's counter is still in the job's state"
-    # ... and from the counters topic: its last value, then a tombstone for compaction
-    published = pipeline.published(counter_key("globex", "api-calls", past, ""))
-    assert published[-1] is None, published
+def _state_key(start: int) -> bytes:
+    return f"api-calls{KEY_SEP}{start}{KEY_SEP}".encode()
+
+
+def _assert_retired(pipeline: Pipeline, customer: str, start: int, value: int) -> None:
+    """The period's counter has left the job's state, and on the counters topic its last
+    value is followed by a tombstone, for compaction (the job may still be sweeping)."""
+    key = counter_key(customer, "api-calls", start, "")
+    deadline = time.monotonic() + 60
+    while (published := pipeline.published(key))[-1:] != [None]:
+        assert time.monotonic() < deadline, f"no tombstone after {published}"
     last = published[-2]
     assert last is not None
-    assert decode_counter(last).value == 2
-    # One count for the retired period and one for the current, in one record. Counted
+    assert decode_counter(last).value == value
+    held = _state_key(start) in pipeline.checkpointed_state()
+    assert not held, "the final past period's counter is still in the job's state"
+
+
+def test_past_periods_leave_state_and_counts_into_them_are_refused(pipeline: Pipeline) -> None:
+    now = now_us()
+    period, end = _period("globex", now)
+    pipeline.send(_batch("globex", ("p1", None), ("p2", None)))
+    pipeline.wait_for("globex", period, 2)
+    held = _state_key(period) in pipeline.checkpointed_state()
+    assert held, "the period's counter is not in the job's checkpointed state"
+    # Received once the period is final (it ended a day and more before): the record's
+    # receipt, not the clock, retires it (the clock's wake-up is due only then).
+    later = end + SETTLE_MARGIN_US + 2 * 3_600_000_000
+    nxt, _ = _period("globex", later)
+    pipeline.send(_batch("globex", ("n1", None)), received_us=later)
+    pipeline.wait_for("globex", nxt, 1)
+    _assert_retired(pipeline, "globex", period, 2)
+    # One count for the retired period and one for the next, in one record. Counted
     # into state the job no longer holds, the first would publish a partial value (1)
     # over the true one (2); it is refused instead, and the published value stays.
-    pipeline.send(_batch("globex", ("p3", past_end - 1_000_000), ("c2", None)))
-    pipeline.wait_for("globex", current, 2)
+    pipeline.send(_batch("globex", ("p3", now), ("n2", None)), received_us=later)
+    pipeline.wait_for("globex", nxt, 2)
     time.sleep(1)  # the same mini-batch would have published the past period's counter too
-    assert pipeline.counters.value("globex", "api-calls", past) == 2
+    assert pipeline.counters.value("globex", "api-calls", period) == 2
+
+
+def test_a_customer_who_stops_sending_has_its_past_periods_retired(pipeline: Pipeline) -> None:
+    now = now_us()
+    # a period that ended more than the settle margin (a day) before now
+    past, past_end = _period("initech", now - 2 * SETTLE_MARGIN_US)
+    while past_end > now - SETTLE_MARGIN_US:
+        past, past_end = _period("initech", past - 1)
+    # received while that period was current, and nothing from the customer after it: the
+    # clock retires the period (by the record's receipt it was not final yet)
+    pipeline.send(_batch("initech", ("q1", None), ("q2", None)), received_us=past_end - 60_000_000)
+    pipeline.wait_for("initech", past, 2)
+    _assert_retired(pipeline, "initech", past, 2)
